@@ -1,0 +1,23 @@
+"""keras-transfer: transfer learning for Keras 3 on TensorFlow.
+
+Fine-tuning, distillation, domain adaptation and export of small models, each as
+a Keras layer, loss, callback or model that works inside `compile()` / `fit()`.
+"""
+
+from keras_transfer._engine import require_tensorflow_backend
+
+require_tensorflow_backend()
+
+from keras_transfer.datasets import domain_pairs  # noqa: E402
+from keras_transfer.datasets import load_digits  # noqa: E402
+from keras_transfer.datasets import load_fashion_mnist  # noqa: E402
+from keras_transfer.datasets import load_mnist  # noqa: E402
+from keras_transfer.datasets import load_usps  # noqa: E402
+from keras_transfer.datasets import resize_images  # noqa: E402
+from keras_transfer.datasets import to_common_shape  # noqa: E402
+from keras_transfer.export import ExportReport  # noqa: E402
+from keras_transfer.export import export_saved_model  # noqa: E402
+from keras_transfer.export import export_tflite  # noqa: E402
+from keras_transfer.export import tflite_predict  # noqa: E402
+
+__version__ = "0.1.0"

@@ -1,0 +1,373 @@
+"""Real datasets that work offline, and source/target pairing for `tf.data`.
+
+Every loader returns images as float32 in [0, 1] with a trailing channel axis and
+labels as int32, the layout Keras convolution layers expect. The library takes
+paths; it never assumes where a caller keeps its data.
+"""
+
+import gzip
+import os
+
+import numpy as np
+import tensorflow as tf
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+_IDX_UBYTE = 0x08
+_SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+
+
+def load_digits(test_fraction=0.25, seed=0):
+    """Loads scikit-learn's bundled 8x8 digits, split per class with a fixed seed.
+
+    Args:
+        test_fraction: share of each class held out for testing, in (0, 1).
+        seed: seed of the split; the same seed gives the same split.
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`: images float32 in [0, 1] of shape
+        (n, 8, 8, 1), labels int32 in 0-9.
+
+    Example:
+    >>> (x_train, y_train), (x_test, y_test) = load_digits(seed=0)
+    >>> x_train.shape[1:], x_train.dtype.name
+    ((8, 8, 1), 'float32')
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}.")
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    x = (bunch.images / 16.0).astype("float32")[..., None]
+    y = bunch.target.astype("int32")
+    train_index, test_index = stratified_split(y, test_fraction, seed)
+    return (x[train_index], y[train_index]), (x[test_index], y[test_index])
+
+
+def stratified_split(labels, test_fraction, seed):
+    """Indices of a per-class random split: `(train_index, test_index)`, both sorted."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = int(round(len(members) * test_fraction))
+        test.append(members[:n_test])
+        train.append(members[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def read_idx(path):
+    """Reads an IDX file of unsigned bytes (MNIST layout), gzip-compressed or not.
+
+    Args:
+        path: the `.gz` or uncompressed IDX file.
+
+    Returns:
+        A uint8 numpy array with the shape the header declares.
+
+    Example:
+    >>> labels = read_idx("t10k-labels-idx1-ubyte.gz")  # doctest: +SKIP
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"IDX file not found: {path!r}.")
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"{path!r} is not a readable IDX file: {error}.") from error
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != _IDX_UBYTE:
+        raise ValueError(
+            f"{path!r} is not an IDX file of unsigned bytes: its first bytes are "
+            f"{data[:4].hex() or 'missing'}, expected 0000 08 followed by the rank."
+        )
+    rank = data[3]
+    header = 4 + 4 * rank
+    shape = tuple(
+        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)
+    )
+    expected = header + int(np.prod(shape))
+    if len(data) != expected:
+        raise ValueError(
+            f"{path!r} is truncated or padded: its header declares shape {shape} "
+            f"({expected} bytes), the file has {len(data)} bytes."
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx(folder, stem):
+    for name in (stem + ".gz", stem):
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"{stem}(.gz) not found in {folder!r}; expected the standard MNIST-layout files."
+    )
+
+
+def _load_idx_split(folder, split, argument):
+    if split not in _SPLIT_PREFIX:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{argument} must be a folder of IDX files, got {folder!r}.")
+    prefix = _SPLIT_PREFIX[split]
+    images = read_idx(_find_idx(folder, f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(_find_idx(folder, f"{prefix}-labels-idx1-ubyte"))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(
+            f"The {split} files in {folder!r} do not match: images {images.shape}, "
+            f"labels {labels.shape}; expected (n, rows, cols) images and n labels."
+        )
+    return _as_images(images), labels.astype("int32")
+
+
+def _as_images(uint8_images):
+    return (uint8_images.astype("float32") / 255.0)[..., None]
+
+
+def load_mnist(path, split="test"):
+    """Loads MNIST from a folder of the standard IDX files.
+
+    Args:
+        path: folder holding `t10k-images-idx3-ubyte.gz` and
+            `t10k-labels-idx1-ubyte.gz` (and the `train-*` pair for `split="train"`).
+        split: "test" or "train".
+
+    Returns:
+        `(x, y)`: images float32 in [0, 1] of shape (n, 28, 28, 1), labels int32.
+
+    Example:
+    >>> x, y = load_mnist("data/mnist")  # doctest: +SKIP
+    """
+    return _load_idx_split(path, split, "path")
+
+
+def load_fashion_mnist(path=None):
+    """Loads Fashion-MNIST from a folder, Debian's package, or the Keras download.
+
+    The first source that exists wins: `path` (an error if given and missing),
+    the files of Debian's `dataset-fashion-mnist` package, then
+    `keras.datasets.fashion_mnist` (its cache, or a download).
+
+    Args:
+        path: optional folder with the four standard IDX files.
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`: images float32 in [0, 1] of shape
+        (n, 28, 28, 1), labels int32 in 0-9 (`FASHION_MNIST_CLASSES` names them).
+
+    Example:
+    >>> (x_train, y_train), (x_test, y_test) = load_fashion_mnist()  # doctest: +SKIP
+    """
+    if path is not None:
+        return _load_idx_split(path, "train", "path"), _load_idx_split(path, "test", "path")
+    if os.path.isdir(DEBIAN_FASHION_MNIST):
+        return (
+            _load_idx_split(DEBIAN_FASHION_MNIST, "train", "path"),
+            _load_idx_split(DEBIAN_FASHION_MNIST, "test", "path"),
+        )
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
+    except Exception as error:  # the download raises several types offline
+        raise FileNotFoundError(
+            "Fashion-MNIST was not found: pass path= to a folder with its four IDX "
+            "files, install Debian's package (`apt-get install dataset-fashion-mnist`), "
+            f"or connect to the internet for keras.datasets. The download said: {error}"
+        ) from error
+    return (_as_images(x_train), y_train.astype("int32")), (
+        _as_images(x_test),
+        y_test.astype("int32"),
+    )
+
+
+def load_usps(path, split="train"):
+    """Loads the USPS digits from the HDF5 packaging (`usps.h5`).
+
+    Args:
+        path: the `usps.h5` file, or a folder that holds it.
+        split: "train" (7,291 images) or "test" (2,007 images).
+
+    Returns:
+        `(x, y)`: images float32 in [0, 1] of shape (n, 16, 16, 1), labels int32.
+
+    Example:
+    >>> x, y = load_usps("data/usps/usps.h5", split="test")  # doctest: +SKIP
+    """
+    if split not in _SPLIT_PREFIX:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    if os.path.isdir(path):
+        path = os.path.join(path, "usps.h5")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path must be the usps.h5 file or its folder; {path!r} does not exist.")
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            data = np.asarray(f[split]["data"], dtype="float32")
+            target = np.asarray(f[split]["target"])
+    except (OSError, KeyError) as error:
+        raise ValueError(
+            f"{path!r} is not the USPS HDF5 file: expected groups 'train' and 'test' "
+            f"with 'data' and 'target' ({error})."
+        ) from error
+    if data.ndim != 2 or data.shape[1] != 256 or len(data) != len(target):
+        raise ValueError(
+            f"{path!r} split {split!r} holds data {data.shape} and target "
+            f"{target.shape}; expected (n, 256) and (n,)."
+        )
+    return np.clip(data, 0.0, 1.0).reshape(-1, 16, 16, 1), target.astype("int32")
+
+
+def resize_images(x, size, channels=None):
+    """Resizes a batch of images (bilinear, antialiased) and sets its channel count.
+
+    Args:
+        x: array of shape (n, height, width, channels).
+        size: `(height, width)` of the result.
+        channels: 1 or 3, or None to keep the input's. Grey becomes RGB by
+            repetition and RGB becomes grey by luminance.
+
+    Returns:
+        float32 numpy array of shape (n, size[0], size[1], channels).
+
+    Example:
+    >>> x = resize_images(np.zeros((2, 16, 16, 1), "float32"), (28, 28), channels=3)
+    >>> x.shape
+    (2, 28, 28, 3)
+    """
+    x = _check_images(x, "x")
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"size must be (height, width) of positive ints, got {size!r}.")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None, got {channels!r}.")
+    images = tf.convert_to_tensor(x, tf.float32)
+    if tuple(x.shape[1:3]) != tuple(size):
+        images = tf.image.resize(images, size, method="bilinear", antialias=True)
+    if channels is not None and channels != x.shape[-1]:
+        if x.shape[-1] not in (1, 3):
+            raise ValueError(f"x must have 1 or 3 channels to convert, got {x.shape[-1]}.")
+        images = (
+            tf.image.grayscale_to_rgb(images) if channels == 3 else tf.image.rgb_to_grayscale(images)
+        )
+    return images.numpy()
+
+
+def to_common_shape(*image_arrays, size=None, channels=None):
+    """Brings several image batches (e.g. two digit domains) to one input shape.
+
+    Args:
+        *image_arrays: arrays of shape (n, height, width, channels).
+        size: target `(height, width)`; default the largest height and width given.
+        channels: target channel count; default the largest given.
+
+    Returns:
+        A list of float32 arrays, one per input, all of one shape past the batch axis.
+
+    Example:
+    >>> mnist_like, usps_like = to_common_shape(
+    ...     np.zeros((3, 28, 28, 1)), np.zeros((5, 16, 16, 1)))
+    >>> usps_like.shape
+    (5, 28, 28, 1)
+    """
+    if not image_arrays:
+        raise ValueError("to_common_shape needs at least one image array.")
+    arrays = [_check_images(x, f"image_arrays[{i}]") for i, x in enumerate(image_arrays)]
+    if size is None:
+        size = (max(x.shape[1] for x in arrays), max(x.shape[2] for x in arrays))
+    if channels is None:
+        channels = max(x.shape[3] for x in arrays)
+    return [resize_images(x, size, channels) for x in arrays]
+
+
+def _check_images(x, name):
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"{name} must have shape (n, height, width, channels), got {x.shape}.")
+    if len(x) == 0:
+        raise ValueError(f"{name} is empty; expected at least one image.")
+    return x
+
+
+def _check_labels(y, n, name):
+    y = np.asarray(y)
+    if len(y) != n:
+        raise ValueError(f"{name} has {len(y)} labels for {n} inputs; expected one per input.")
+    if y.ndim == 1:
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{name} must hold integer class indices, got dtype {y.dtype}.")
+        if y.min() < 0:
+            raise ValueError(f"{name} holds a negative class index ({y.min()}); expected >= 0.")
+    elif y.ndim != 2:
+        raise ValueError(
+            f"{name} must be class indices (n,) or one-hot rows (n, classes), got shape {y.shape}."
+        )
+    return y
+
+
+def domain_pairs(source, target, batch_size=32, seed=None, shuffle=True):
+    """Pairs labelled source batches with unlabelled target batches for adaptation.
+
+    Each epoch has `ceil(max(n_source, n_target) / batch_size)` steps, every batch
+    full: the longer domain is seen whole, the shorter one is repeated. With a
+    seed, the sequence of batches (over all epochs) is the same on every run.
+
+    Args:
+        source: `(x_source, y_source)`, labels as class indices or one-hot rows.
+        target: `x_target`, the unlabelled target inputs (no labels).
+        batch_size: examples per domain in each batch.
+        seed: shuffle seed, or None for a different order each run.
+        shuffle: whether to shuffle each domain every epoch.
+
+    Returns:
+        A `tf.data.Dataset` of `((x_source, y_source), x_target)` batches.
+
+    Example:
+    >>> (xs, ys), _ = load_digits()
+    >>> pairs = domain_pairs((xs, ys), xs[::-1], batch_size=64, seed=0)
+    >>> (x_s, y_s), x_t = next(iter(pairs))
+    >>> tuple(x_t.shape)
+    (64, 8, 8, 1)
+    """
+    if not (isinstance(source, (tuple, list)) and len(source) == 2):
+        raise ValueError("source must be a pair (x_source, y_source) of arrays.")
+    if isinstance(target, (tuple, list)):
+        raise ValueError(
+            "target must be the unlabelled target inputs x_target alone; got a "
+            f"{type(target).__name__} of {len(target)} items. Target labels are not "
+            "used for unsupervised adaptation: keep them for evaluation."
+        )
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    x_source, y_source = (np.asarray(a) for a in source)
+    x_target = np.asarray(target)
+    for name, x in (("source", x_source), ("target", x_target)):
+        if x.ndim == 0 or len(x) == 0:
+            raise ValueError(f"{name} inputs are empty; expected at least one example.")
+    if x_source.shape[1:] != x_target.shape[1:]:
+        raise ValueError(
+            f"source and target inputs must share a shape past the batch axis: source "
+            f"{x_source.shape[1:]}, target {x_target.shape[1:]}. resize_images() or "
+            "to_common_shape() can bring image domains to one shape."
+        )
+    y_source = _check_labels(y_source, len(x_source), "source labels")
+    steps = -(-max(len(x_source), len(x_target)) // batch_size)
+    source_stream = _endless(
+        tf.data.Dataset.from_tensor_slices((x_source, y_source)), len(x_source), shuffle, seed
+    )
+    target_seed = None if seed is None else seed + 1
+    target_stream = _endless(
+        tf.data.Dataset.from_tensor_slices(x_target), len(x_target), shuffle, target_seed
+    )
+    pairs = tf.data.Dataset.zip((source_stream, target_stream))
+    return pairs.batch(batch_size, drop_remainder=True).take(steps).prefetch(tf.data.AUTOTUNE)
+
+
+def _endless(dataset, size, shuffle, seed):
+    if shuffle:
+        dataset = dataset.shuffle(size, seed=seed, reshuffle_each_iteration=True)
+    return dataset.repeat()

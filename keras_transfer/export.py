@@ -1,0 +1,369 @@
+"""Export of Keras 3 models to a serving SavedModel and to TFLite for phones.
+
+Conversion goes through a SavedModel written by `model.export()`: converting a
+Keras 3 call with `from_concrete_functions` gave NaN outputs here. Edge files
+use builtin TFLite ops only, so they run on the plain LiteRT interpreter.
+Every write goes to a temporary path beside the target and is renamed into
+place; an existing target is replaced only with `overwrite=True`.
+"""
+
+import dataclasses
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
+_CALIBRATION_SAMPLES = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    """What an export wrote: where, how big, and the tensors a runtime sees.
+
+    `input_quantization` and `output_quantization` are `(scale, zero_point)`
+    for integer tensors and None for float ones.
+    """
+
+    path: str
+    format: str
+    size_bytes: int
+    quantization: str = "none"
+    input_dtype: str = "float32"
+    output_dtype: str = "float32"
+    input_quantization: tuple = None
+    output_quantization: tuple = None
+
+    def __str__(self):
+        def io(name, dtype, quant):
+            if quant is None:
+                return f"{name} {dtype}"
+            return f"{name} {dtype} (scale {quant[0]:.6g}, zero point {quant[1]})"
+
+        return (
+            f"{self.format} [{self.quantization}] {self.path}: {self.size_bytes / 1024:.1f} KiB, "
+            f"{io('input', self.input_dtype, self.input_quantization)}, "
+            f"{io('output', self.output_dtype, self.output_quantization)}"
+        )
+
+
+def export_saved_model(model, path, overwrite=False):
+    """Writes a serving SavedModel (signature `serving_default`, endpoint `serve`).
+
+    Args:
+        model: a built Keras 3 model.
+        path: the folder to create.
+        overwrite: replace an existing folder at `path`.
+
+    Returns:
+        An `ExportReport`. `tf.saved_model.load(path).serve(x)` gives the model's outputs.
+
+    Example:
+    >>> report = export_saved_model(model, "export/student")  # doctest: +SKIP
+    """
+    _check_model(model)
+    path = _check_target(path, overwrite)
+    with _staging_dir(path) as staging:
+        saved = os.path.join(staging, "saved_model")
+        _write_saved_model(model, saved)
+        _replace(saved, path)
+    return ExportReport(path=path, format="saved_model", size_bytes=_size_of(path))
+
+
+def export_tflite(
+    model,
+    path,
+    quantization=None,
+    representative_data=None,
+    int8_io=True,
+    overwrite=False,
+):
+    """Converts a Keras 3 model to a `.tflite` file of builtin ops.
+
+    Args:
+        model: a built Keras 3 model with one input.
+        path: the `.tflite` file to write.
+        quantization: None or "none" (float32), "dynamic" (int8 weights, float
+            activations), "float16" (float16 weights) or "int8" (integer weights
+            and activations, calibrated on `representative_data`).
+        representative_data: inputs for int8 calibration: an array, an
+            `(x, y)` pair, or a `tf.data.Dataset` of inputs or `(x, y)` batches.
+            The first 200 examples are used.
+        int8_io: with "int8", make the input and output tensors int8 too (what
+            integer-only accelerators need); otherwise they stay float32.
+        overwrite: replace an existing file at `path`.
+
+    Returns:
+        An `ExportReport` with size, dtypes and input/output quantization.
+
+    Example:
+    >>> report = export_tflite(model, "export/student_int8.tflite",
+    ...                        quantization="int8", representative_data=x_train)  # doctest: +SKIP
+    """
+    quantization = "none" if quantization is None else quantization
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}.")
+    _check_model(model)
+    calibration = None
+    if quantization == "int8":
+        if len(model.inputs) != 1:
+            raise ValueError(f"int8 export takes a model with one input; this one has {len(model.inputs)}.")
+        if representative_data is None:
+            raise ValueError(
+                "quantization='int8' needs representative_data: a few hundred typical "
+                "inputs to calibrate activation ranges."
+            )
+        calibration = _calibration_examples(representative_data, model.inputs[0].shape)
+    path = _check_target(path, overwrite)
+    with _staging_dir(path) as staging:
+        saved = os.path.join(staging, "saved_model")
+        _write_saved_model(model, saved)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        _configure(converter, quantization, calibration, int8_io)
+        flatbuffer = converter.convert()
+        staged_file = os.path.join(staging, "model.tflite")
+        with open(staged_file, "wb") as f:
+            f.write(flatbuffer)
+        report = _describe_tflite(staged_file, quantization)
+        _replace(staged_file, path)
+    return dataclasses.replace(report, path=path)
+
+
+def _write_saved_model(model, path):
+    # A single-input model is served on a plain tensor, whether it was built from
+    # `inputs=x` or `inputs=[x]`; Keras would otherwise keep the list in the signature.
+    signature = None
+    if len(model.inputs) == 1:
+        (tensor,) = model.inputs
+        signature = [tf.TensorSpec(tensor.shape, tensor.dtype, name=_input_name(tensor))]
+    model.export(path, format="tf_saved_model", verbose=False, input_signature=signature)
+
+
+def _input_name(tensor):
+    name = getattr(tensor, "name", None) or "input"
+    return name.split(":")[0].replace("/", "_")
+
+
+def _configure(converter, quantization, calibration, int8_io):
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization == "none":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = lambda: ([x[None]] for x in calibration)
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+
+
+def _calibration_examples(data, input_shape):
+    if isinstance(data, tf.data.Dataset):
+        batches = []
+        count = 0
+        for batch in data:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            x = np.asarray(x)
+            if x.ndim == len(input_shape) - 1:
+                x = x[None]
+            batches.append(x)
+            count += len(x)
+            if count >= _CALIBRATION_SAMPLES:
+                break
+        if not batches:
+            raise ValueError("representative_data is an empty dataset; expected typical inputs.")
+        examples = np.concatenate(batches)
+    else:
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            data = data[0]
+        examples = np.asarray(data)
+    expected = tuple(input_shape[1:])
+    if examples.ndim != len(input_shape) or len(examples) == 0 or any(
+        want is not None and got != want for got, want in zip(examples.shape[1:], expected)
+    ):
+        raise ValueError(
+            f"representative_data must be a non-empty batch of model inputs of shape "
+            f"(n, {', '.join(str(d) for d in expected)}), got {examples.shape}."
+        )
+    return examples[:_CALIBRATION_SAMPLES].astype("float32")
+
+
+def _check_model(model):
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
+    try:
+        model.inputs
+    except (AttributeError, ValueError):
+        model_inputs = None
+    else:
+        model_inputs = model.inputs
+    if not model.built or not model_inputs:
+        raise ValueError(
+            "model must be built with a known input shape before export: start it "
+            "with keras.Input(shape=...) or call it once on a batch."
+        )
+
+
+def _check_target(path, overwrite):
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it.")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return path
+
+
+class _staging_dir:
+    """A temporary folder beside `path`, so the final rename stays on one file system."""
+
+    def __init__(self, path):
+        self._parent = os.path.dirname(path)
+        self._prefix = "." + os.path.basename(path) + ".tmp-"
+
+    def __enter__(self):
+        self.name = tempfile.mkdtemp(prefix=self._prefix, dir=self._parent)
+        return self.name
+
+    def __exit__(self, *exc_info):
+        shutil.rmtree(self.name, ignore_errors=True)
+        return False
+
+
+def _replace(staged, path):
+    """Moves `staged` to `path`; an old `path` is set aside until the move succeeds."""
+    if not os.path.exists(path):
+        os.rename(staged, path)
+        return
+    if os.path.isfile(path) and os.path.isfile(staged):
+        os.replace(staged, path)
+        return
+    aside = staged + ".old"
+    os.rename(path, aside)
+    try:
+        os.rename(staged, path)
+    except OSError:
+        os.rename(aside, path)
+        raise
+    if os.path.isdir(aside):
+        shutil.rmtree(aside)
+    else:
+        os.remove(aside)
+
+
+def _size_of(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(
+        os.path.getsize(os.path.join(root, name))
+        for root, _, names in os.walk(path)
+        for name in names
+    )
+
+
+def load_tflite(path, num_threads=1):
+    """Opens a `.tflite` file in the LiteRT interpreter, with tensors allocated.
+
+    Args:
+        path: the `.tflite` file.
+        num_threads: CPU threads the interpreter may use.
+
+    Returns:
+        An `ai_edge_litert.interpreter.Interpreter`.
+
+    Example:
+    >>> interpreter = load_tflite("export/student.tflite")  # doctest: +SKIP
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"TFLite file not found: {path!r}.")
+    try:
+        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(f"{path!r} is not a valid TFLite model: {error}") from error
+    return interpreter
+
+
+def _quantization(detail):
+    scale, zero_point = detail["quantization"]
+    if detail["dtype"] in (np.float32, np.float16) or scale == 0:
+        return None
+    return (float(scale), int(zero_point))
+
+
+def _describe_tflite(path, quantization):
+    interpreter = load_tflite(path)
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    return ExportReport(
+        path=path,
+        format="tflite",
+        size_bytes=os.path.getsize(path),
+        quantization=quantization,
+        input_dtype=np.dtype(inp["dtype"]).name,
+        output_dtype=np.dtype(out["dtype"]).name,
+        input_quantization=_quantization(inp),
+        output_quantization=_quantization(out),
+    )
+
+
+def tflite_predict(path, x, batch_size=256, num_threads=1):
+    """Runs a `.tflite` model on a batch, quantizing inputs and de-quantizing outputs.
+
+    Args:
+        path: the `.tflite` file (one input, one output).
+        x: float inputs of shape (n, ...), as the Keras model takes them.
+        batch_size: examples per interpreter call.
+        num_threads: CPU threads for the interpreter.
+
+    Returns:
+        float32 numpy outputs of shape (n, ...), comparable with `model.predict(x)`.
+
+    Example:
+    >>> probabilities = tflite_predict("export/student_int8.tflite", x_test)  # doctest: +SKIP
+    """
+    interpreter = load_tflite(path, num_threads)
+    inp = interpreter.get_input_details()[0]
+    x = np.asarray(x, dtype="float32")
+    if x.ndim != len(inp["shape"]) or tuple(x.shape[1:]) != tuple(inp["shape"][1:]):
+        raise ValueError(
+            f"x must have shape (n, {', '.join(str(d) for d in inp['shape'][1:])}) for "
+            f"{os.fspath(path)!r}, got {x.shape}."
+        )
+    outputs = []
+    current = None
+    for start in range(0, len(x), batch_size):
+        chunk = x[start : start + batch_size]
+        if len(chunk) != current:
+            interpreter.resize_tensor_input(inp["index"], [len(chunk), *inp["shape"][1:]])
+            interpreter.allocate_tensors()
+            inp = interpreter.get_input_details()[0]
+            current = len(chunk)
+        out = interpreter.get_output_details()[0]
+        interpreter.set_tensor(inp["index"], _quantize(chunk, inp))
+        interpreter.invoke()
+        outputs.append(_dequantize(interpreter.get_tensor(out["index"]), out))
+    return np.concatenate(outputs)
+
+
+def _quantize(x, detail):
+    quant = _quantization(detail)
+    if quant is None:
+        return x.astype(detail["dtype"])
+    scale, zero_point = quant
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(y, detail):
+    quant = _quantization(detail)
+    if quant is None:
+        return y.astype("float32")
+    scale, zero_point = quant
+    return ((y.astype("float32") - zero_point) * scale).astype("float32")
