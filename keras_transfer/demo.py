@@ -49,8 +49,8 @@ class DemoSettings:
 
     labels_per_class: int = 10
     source_epochs: int = 30
-    target_epochs: int = 60
-    fine_tune_epochs: int = 30
+    target_epochs: int = 150
+    fine_tune_epochs: int = 75
     source_limit: int = None
     batch_size: int = 64
     seed: int = 0
@@ -217,13 +217,16 @@ def train_target_from_scratch(task, settings):
 def fine_tune_from_source(task, source_model, settings):
     """Stage 3, transfer: a new head on the source features, then all layers at a low rate.
 
-    Phase 1 trains only the new head on the frozen source layers; phase 2
-    unfreezes everything at a tenth of the learning rate.
+    The backbone is cut at the pooled convolution features (`pool3`), which
+    carry more than the source's class-specific `features` layer (measured on
+    digits, 3 seeds). Phase 1 trains only the new head on the frozen backbone;
+    phase 2 unfreezes everything at a third of the learning rate. Both phases
+    together take as many steps as the from-scratch baseline.
     """
     keras.utils.set_random_seed(settings.seed)
     copy = keras.models.clone_model(source_model)
     copy.set_weights(source_model.get_weights())
-    backbone = keras.Model(copy.inputs, copy.get_layer("features").output, name="backbone")
+    backbone = keras.Model(copy.inputs, copy.get_layer("pool3").output, name="backbone")
     head = keras.layers.Dense(len(task.target_classes), name="head")
     model = keras.Model(backbone.inputs, head(backbone.outputs[0]), name="fine_tuned")
     start = time.perf_counter()
@@ -231,7 +234,7 @@ def fine_tune_from_source(task, source_model, settings):
     _compile(model, 3e-3)
     _fit(model, task.target_train, settings.fine_tune_epochs, settings)
     backbone.trainable = True
-    _compile(model, 3e-4)
+    _compile(model, 1e-3)
     _fit(model, task.target_train, settings.fine_tune_epochs, settings)
     row = StageResult(
         stage="fine-tuned from source",
@@ -398,7 +401,7 @@ def default_settings(data):
     """Settings that keep the demo short on 2 CPU cores for each dataset."""
     if data == "fashion_mnist":
         return DemoSettings(
-            labels_per_class=10, source_epochs=3, target_epochs=60, fine_tune_epochs=30,
+            labels_per_class=10, source_epochs=3, target_epochs=150, fine_tune_epochs=75,
             source_limit=15000, batch_size=128,
         )
     return DemoSettings()
@@ -426,9 +429,11 @@ def plot_report(report, path):
     left.set_xlabel("accuracy (grey: source test, blue: target test)")
     left.invert_yaxis()
     for i, row in enumerate(report.rows):
-        left.text(min(row.accuracy, 0.88) + 0.01, i, f"{row.accuracy:.3f}", va="center")
+        left.text(row.accuracy - 0.01, i, f"{row.accuracy:.3f}", va="center", ha="right",
+                  color="white", fontweight="bold")
     sized = [row for row in report.rows if row.file_bytes]
-    right.barh([row.stage for row in sized], [row.file_bytes / 1024 for row in sized], color="#e07a5f")
+    labels = [row.stage + (" (.keras)" if row.parameters else "") for row in sized]
+    right.barh(labels, [row.file_bytes / 1024 for row in sized], color="#e07a5f")
     right.set_xlabel("file size (KiB)")
     right.invert_yaxis()
     figure.suptitle(

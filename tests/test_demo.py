@@ -1,0 +1,131 @@
+"""The `keras-transfer demo` main job, end to end on the bundled digits."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_transfer import demo
+from keras_transfer import tflite_predict
+from tests.conftest import REPO
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SMALL = demo.DemoSettings(
+    labels_per_class=5, source_epochs=5, target_epochs=10, fine_tune_epochs=5, verbose=0
+)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return demo.run_demo("digits", out=str(out), settings=SMALL), out
+
+
+def test_make_task_splits_classes_and_keeps_few_labels():
+    task = demo.make_task("digits", labels_per_class=7, seed=0)
+    assert np.bincount(task.target_train[1]).tolist() == [7] * 5
+    assert set(np.unique(task.source_train[1])) == set(range(5))
+    assert set(np.unique(task.target_test[1])) == set(range(5))
+    assert task.input_shape == (8, 8, 1)
+    again = demo.make_task("digits", labels_per_class=7, seed=0)
+    np.testing.assert_array_equal(task.target_train[0], again.target_train[0])
+
+
+def test_make_task_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="data must be one of"):
+        demo.make_task("imagenet")
+    with pytest.raises(ValueError, match="labels_per_class must be a positive int"):
+        demo.make_task("digits", labels_per_class=0)
+    with pytest.raises(ValueError, match="exceeds the"):
+        demo.make_task("digits", labels_per_class=1000)
+
+
+def test_fine_tuning_starts_from_the_source_weights():
+    task = demo.make_task("digits", labels_per_class=5, seed=0)
+    settings = demo.DemoSettings(source_epochs=3, fine_tune_epochs=0, verbose=0)
+    source, _ = demo.train_source(task, settings)
+    before = [w.copy() for w in source.get_weights()]
+    settings = demo.DemoSettings(fine_tune_epochs=1, verbose=0)
+    tuned, _ = demo.fine_tune_from_source(task, source, settings)
+    conv_source = source.get_layer("conv1").get_weights()[0]
+    for got, want in zip(source.get_weights(), before):
+        np.testing.assert_array_equal(got, want)  # the source model is not touched
+    conv_tuned = tuned.get_layer("conv1").get_weights()[0]
+    assert np.abs(conv_tuned - conv_source).max() < 0.05  # one small step away from it
+
+
+def test_run_writes_every_file_it_names(small_run):
+    report, out = small_run
+    for kind, path in report.files.items():
+        assert os.path.exists(path), kind
+        assert os.path.commonpath([path, str(out)]) == str(out)
+    with open(report.files["png"], "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE
+    assert os.path.getsize(report.files["png"]) > 10_000
+
+
+def test_json_holds_the_table(small_run):
+    report, _ = small_run
+    with open(report.files["json"]) as f:
+        payload = json.load(f)
+    stages = [row["stage"] for row in payload["rows"]]
+    assert stages == [
+        "source model", "target from scratch", "fine-tuned from source",
+        "SavedModel", "TFLite float32", "TFLite int8",
+    ]
+    assert payload["settings"]["labels_per_class"] == 5
+    assert all(0.0 <= row["accuracy"] <= 1.0 for row in payload["rows"])
+    table = report.table()
+    for stage in stages:
+        assert stage in table
+
+
+def test_exported_files_predict_like_the_keras_model(small_run):
+    report, _ = small_run
+    task = demo.make_task("digits", labels_per_class=5, seed=0)
+    x, y = task.target_test
+    model = keras.saving.load_model(report.files["keras"], safe_mode=True)
+    reference = model.predict(x, verbose=0)
+    served = tf.saved_model.load(report.files["saved_model"])
+    np.testing.assert_allclose(served.serve(tf.constant(x)).numpy(), reference, atol=1e-5)
+    float_outputs = tflite_predict(report.files["tflite_float32"], x)
+    assert np.abs(float_outputs - reference).max() <= 1e-5
+    int8_outputs = tflite_predict(report.files["tflite_int8"], x)
+    assert np.mean(int8_outputs.argmax(-1) == reference.argmax(-1)) >= 0.95
+    rows = {row.stage: row for row in report.rows}
+    assert rows["TFLite float32"].accuracy == pytest.approx(demo.accuracy(float_outputs, y))
+    assert rows["TFLite int8"].file_bytes < 0.5 * rows["TFLite float32"].file_bytes
+
+
+def test_a_second_run_does_not_overwrite_the_first(small_run):
+    report, out = small_run
+    stamp = os.path.getmtime(report.files["json"])
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        demo.run_demo("digits", out=str(out), settings=SMALL)
+    assert os.path.getmtime(report.files["json"]) == stamp
+
+
+@pytest.mark.slow
+def test_cli_demo_with_default_settings(tmp_path):
+    """The README's main job, as a user runs it: the console command, default data."""
+    env = {**os.environ, "PYTHONPATH": REPO, "KERAS_BACKEND": "tensorflow"}
+    command = [sys.executable, "-m", "keras_transfer.cli", "demo", "--out", str(tmp_path), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "TFLite int8" in result.stdout
+    run_dir = tmp_path / "demo-digits"
+    for name in ("model.keras", "model_none.tflite", "model_int8.tflite",
+                 "demo_report.json", "demo_report.png", "saved_model/saved_model.pb"):
+        assert (run_dir / name).exists(), name
+    rows = json.loads((run_dir / "demo_report.json").read_text())["rows"]
+    by_stage = {row["stage"]: row for row in rows}
+    assert by_stage["source model"]["accuracy"] > 0.9  # the source task is really learnt
+    assert by_stage["TFLite int8"]["agreement"] >= 0.95
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 2
+    assert "--overwrite" in again.stderr and "Traceback" not in again.stderr
