@@ -16,8 +16,14 @@ from keras_transfer.datasets import load_usps  # noqa: E402
 from keras_transfer.datasets import resize_images  # noqa: E402
 from keras_transfer.datasets import to_common_shape  # noqa: E402
 from keras_transfer.export import ExportReport  # noqa: E402
+from keras_transfer.export import LatencyReport  # noqa: E402
+from keras_transfer.export import ParityReport  # noqa: E402
+from keras_transfer.export import benchmark_tflite  # noqa: E402
+from keras_transfer.export import compare  # noqa: E402
 from keras_transfer.export import export_saved_model  # noqa: E402
 from keras_transfer.export import export_tflite  # noqa: E402
 from keras_transfer.export import tflite_predict  # noqa: E402
+from keras_transfer.quantize import quantize_aware  # noqa: E402
+from keras_transfer.quantize import to_tf_keras  # noqa: E402
 
 __version__ = "0.1.0"

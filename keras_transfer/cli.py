@@ -35,6 +35,88 @@ def _demo(args):
     return 0
 
 
+def _load_npz(path, argument, key="x"):
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{argument} file not found: {path!r}.")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if key not in archive:
+                raise ValueError(
+                    f"{argument} {path!r} has no array {key!r}; it has {sorted(archive.files)}."
+                )
+            return archive[key], (archive["y"] if "y" in archive else None)
+    except (OSError, EOFError) as error:  # not a zip, or a truncated one
+        raise ValueError(f"{argument} {path!r} is not a readable .npz file: {error}") from error
+
+
+def _load_keras_model(path, unsafe):
+    import zipfile
+
+    import keras
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MODEL file not found: {path!r}.")
+    if not path.endswith(".keras"):
+        raise ValueError(f"MODEL must be a .keras file saved by model.save(), got {path!r}.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"MODEL {path!r} is not a valid .keras archive (not a zip file).")
+    try:
+        return keras.saving.load_model(path, safe_mode=not unsafe)
+    except ValueError as error:
+        if "safe_mode" in str(error) or "unsafe" in str(error).lower():
+            raise ValueError(
+                f"MODEL {path!r} holds code (e.g. a Lambda layer) that safe mode refuses to "
+                "load. Pass --unsafe only if you trust where the file came from."
+            ) from error
+        raise
+
+
+def _export(args):
+    from keras_transfer import export
+
+    model = _load_keras_model(args.model, args.unsafe)
+    stem = os.path.splitext(os.path.basename(args.model))[0]
+    if args.format == "saved_model":
+        if args.quantize != "none":
+            raise ValueError("--quantize applies to --format tflite only.")
+        report = export.export_saved_model(
+            model, os.path.join(args.out, f"{stem}_saved_model"), overwrite=args.overwrite
+        )
+    else:
+        calibration = None
+        if args.calibration is not None:
+            calibration, _ = _load_npz(args.calibration, "--calibration", args.key)
+        suffix = "" if args.quantize == "none" else f"_{args.quantize}"
+        report = export.export_tflite(
+            model,
+            os.path.join(args.out, f"{stem}{suffix}.tflite"),
+            quantization=args.quantize,
+            representative_data=calibration,
+            overwrite=args.overwrite,
+        )
+    print(report)
+    return 0
+
+
+def _evaluate(args):
+    from keras_transfer import export
+
+    x, y = _load_npz(args.data, "--data", args.key)
+    if args.keras is not None:
+        model = _load_keras_model(args.keras, args.unsafe)
+        print(export.compare(args.model, model, (x, y) if y is not None else x))
+    else:
+        scores = export.tflite_predict(args.model, x, num_threads=args.threads)
+        line = f"{len(x)} examples"
+        if y is not None:
+            line += f": accuracy {float((scores.argmax(-1) == y).mean()):.4f}"
+        print(line)
+    print(export.benchmark_tflite(args.model, threads=args.threads, runs=args.runs))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-transfer",
@@ -57,6 +139,29 @@ def build_parser():
                       help="replace the files of an earlier run in the same folder")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=_demo)
+
+    exporter = commands.add_parser("export", help="export a .keras model as SavedModel or TFLite")
+    exporter.add_argument("model", help="the .keras file")
+    exporter.add_argument("--format", choices=("saved_model", "tflite"), default="tflite")
+    exporter.add_argument("--quantize", choices=("none", "dynamic", "float16", "int8"),
+                          default="none", help="TFLite quantization (default: none)")
+    exporter.add_argument("--calibration", help=".npz with typical inputs under 'x' (int8 needs it)")
+    exporter.add_argument("--key", default="x", help="array name of the inputs in the .npz")
+    exporter.add_argument("--out", default="export", help="output folder (default: export)")
+    exporter.add_argument("--overwrite", action="store_true", help="replace existing output")
+    exporter.add_argument("--unsafe", action="store_true",
+                          help="allow code in the .keras file (Lambda layers); only for trusted files")
+    exporter.set_defaults(run=_export)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, parity and latency of a .tflite file")
+    evaluate.add_argument("model", help="the .tflite file")
+    evaluate.add_argument("--data", required=True, help=".npz with inputs 'x' and optional labels 'y'")
+    evaluate.add_argument("--key", default="x", help="array name of the inputs in the .npz")
+    evaluate.add_argument("--keras", help="the .keras model it came from, for a parity check")
+    evaluate.add_argument("--threads", type=int, default=1)
+    evaluate.add_argument("--runs", type=int, default=100, help="timed single-example calls")
+    evaluate.add_argument("--unsafe", action="store_true", help="see export --unsafe")
+    evaluate.set_defaults(run=_evaluate)
     return parser
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -84,11 +85,13 @@ def export_tflite(
     """Converts a Keras 3 model to a `.tflite` file of builtin ops.
 
     Args:
-        model: a built Keras 3 model with one input.
+        model: a built Keras 3 model with one input, or a `quantize_aware()`
+            model after training (exported as int8 with its learnt ranges).
         path: the `.tflite` file to write.
         quantization: None or "none" (float32), "dynamic" (int8 weights, float
             activations), "float16" (float16 weights) or "int8" (integer weights
-            and activations, calibrated on `representative_data`).
+            and activations, calibrated on `representative_data`, which a
+            quantization-aware model does not need).
         representative_data: inputs for int8 calibration: an array, an
             `(x, y)` pair, or a `tf.data.Dataset` of inputs or `(x, y)` batches.
             The first 200 examples are used.
@@ -108,7 +111,12 @@ def export_tflite(
         raise ValueError(f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}.")
     _check_model(model)
     calibration = None
-    if quantization == "int8":
+    quantize_aware = _is_quantize_aware(model)
+    if quantize_aware and quantization != "int8":
+        raise ValueError(
+            f"A quantization-aware model exports as int8; got quantization={quantization!r}."
+        )
+    if quantization == "int8" and not quantize_aware:
         if len(model.inputs) != 1:
             raise ValueError(f"int8 export takes a model with one input; this one has {len(model.inputs)}.")
         if representative_data is None:
@@ -119,11 +127,20 @@ def export_tflite(
         calibration = _calibration_examples(representative_data, model.inputs[0].shape)
     path = _check_target(path, overwrite)
     with _staging_dir(path) as staging:
-        saved = os.path.join(staging, "saved_model")
-        _write_saved_model(model, saved)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        _configure(converter, quantization, calibration, int8_io)
-        flatbuffer = converter.convert()
+        if quantize_aware:
+            # Ranges come from training; the SavedModel route would ask for calibration data.
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            _configure_quantize_aware(converter, int8_io)
+        else:
+            saved = os.path.join(staging, "saved_model")
+            _write_saved_model(model, saved)
+            converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+            _configure(converter, quantization, calibration, int8_io)
+        with warnings.catch_warnings():
+            # QAT models carry their input ranges, so the converter's note that
+            # input statistics were "expected, but not specified" does not apply.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            flatbuffer = converter.convert()
         staged_file = os.path.join(staging, "model.tflite")
         with open(staged_file, "wb") as f:
             f.write(flatbuffer)
@@ -162,6 +179,23 @@ def _configure(converter, quantization, calibration, int8_io):
             converter.inference_output_type = tf.int8
 
 
+def _configure_quantize_aware(converter, int8_io):
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+
+
+def _is_quantize_aware(model):
+    from keras_transfer.quantize import is_tf_keras_model
+
+    return is_tf_keras_model(model) and any(
+        type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
+        for layer in model.layers
+    )
+
+
 def _calibration_examples(data, input_shape):
     if isinstance(data, tf.data.Dataset):
         batches = []
@@ -194,8 +228,12 @@ def _calibration_examples(data, input_shape):
 
 
 def _check_model(model):
+    if _is_quantize_aware(model):
+        return
     if not isinstance(model, keras.Model):
-        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
+        raise TypeError(
+            f"model must be a keras.Model or a quantize_aware() model, got {type(model).__name__}."
+        )
     try:
         model.inputs
     except (AttributeError, ValueError):
@@ -367,3 +405,140 @@ def _dequantize(y, detail):
         return y.astype("float32")
     scale, zero_point = quant
     return ((y.astype("float32") - zero_point) * scale).astype("float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityReport:
+    """How a `.tflite` file's predictions compare with the model it came from.
+
+    `max_abs_diff` is between de-quantized TFLite outputs and Keras outputs;
+    the accuracies are None when no labels were given.
+    """
+
+    examples: int
+    agreement: float
+    max_abs_diff: float
+    tflite_accuracy: float = None
+    keras_accuracy: float = None
+
+    def __str__(self):
+        line = (
+            f"{self.examples} examples: top-1 agreement {self.agreement:.4f}, "
+            f"max abs diff {self.max_abs_diff:.3g}"
+        )
+        if self.tflite_accuracy is not None:
+            line += f", accuracy tflite {self.tflite_accuracy:.4f} vs keras {self.keras_accuracy:.4f}"
+        return line
+
+
+def compare(tflite_path, keras_model, data, batch_size=256):
+    """Runs a `.tflite` file and its Keras model on the same data and compares them.
+
+    Args:
+        tflite_path: the exported file, run in the LiteRT interpreter.
+        keras_model: the model it was exported from (Keras 3, or a quantize-aware model).
+        data: inputs `x`, or `(x, y)` with integer labels for accuracies.
+        batch_size: examples per call on both sides.
+
+    Returns:
+        A `ParityReport`.
+
+    Example:
+    >>> print(compare("export/student_int8.tflite", student, (x_test, y_test)))  # doctest: +SKIP
+    1000 examples: top-1 agreement 0.9990, max abs diff 0.0712, accuracy tflite ...
+    """
+    x, y = (data if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None))
+    x = np.asarray(x, dtype="float32")
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError("data holds no examples; expected inputs x or (x, y).")
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape != (len(x),):
+            raise ValueError(f"labels must have shape ({len(x)},), got {y.shape}.")
+    tflite_outputs = tflite_predict(tflite_path, x, batch_size=batch_size)
+    keras_outputs = np.asarray(keras_model.predict(x, batch_size=batch_size, verbose=0))
+    if tflite_outputs.shape != keras_outputs.shape:
+        raise ValueError(
+            f"The .tflite outputs have shape {tflite_outputs.shape} and the Keras model's "
+            f"{keras_outputs.shape}: is keras_model the model this file came from?"
+        )
+    tflite_top1 = np.argmax(tflite_outputs, -1)
+    keras_top1 = np.argmax(keras_outputs, -1)
+    return ParityReport(
+        examples=len(x),
+        agreement=float(np.mean(tflite_top1 == keras_top1)),
+        max_abs_diff=float(np.max(np.abs(tflite_outputs - keras_outputs))),
+        tflite_accuracy=None if y is None else float(np.mean(tflite_top1 == y)),
+        keras_accuracy=None if y is None else float(np.mean(keras_top1 == y)),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyReport:
+    """Latency of single-example calls of a `.tflite` file, in milliseconds."""
+
+    path: str
+    threads: int
+    runs: int
+    median_ms: float
+    p90_ms: float
+
+    def __str__(self):
+        return (
+            f"{os.path.basename(self.path)}: median {self.median_ms:.3f} ms, "
+            f"p90 {self.p90_ms:.3f} ms ({self.runs} runs, {self.threads} thread(s))"
+        )
+
+
+def benchmark_tflite(path, threads=1, runs=200, warmup=20, example=None):
+    """Times single-example `invoke()` calls of a `.tflite` file in the LiteRT interpreter.
+
+    Args:
+        path: the `.tflite` file.
+        threads: interpreter threads.
+        runs: timed calls; the median and 90th percentile are reported.
+        warmup: untimed calls first.
+        example: one input (without batch axis) in the file's input dtype;
+            default random values of the right shape and dtype.
+
+    Returns:
+        A `LatencyReport`.
+
+    Example:
+    >>> print(benchmark_tflite("export/student_int8.tflite"))  # doctest: +SKIP
+    """
+    import time
+
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}.")
+    interpreter = load_tflite(path, num_threads=threads)
+    detail = interpreter.get_input_details()[0]
+    shape = [1, *detail["shape"][1:]]
+    if list(detail["shape"]) != shape:
+        interpreter.resize_tensor_input(detail["index"], shape)
+        interpreter.allocate_tensors()
+    if example is None:
+        rng = np.random.default_rng(0)
+        dtype = np.dtype(detail["dtype"])
+        if dtype.kind == "f":
+            example = rng.uniform(0, 1, shape).astype(dtype)
+        else:
+            info = np.iinfo(dtype)
+            example = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    else:
+        example = np.asarray(example, dtype=detail["dtype"]).reshape(shape)
+    interpreter.set_tensor(detail["index"], example)
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return LatencyReport(
+        path=os.fspath(path),
+        threads=threads,
+        runs=runs,
+        median_ms=float(np.median(times)),
+        p90_ms=float(np.percentile(times, 90)),
+    )

@@ -1,0 +1,154 @@
+"""Quantization-aware training of Keras 3 models through the tf_keras rebuild."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_transfer import compare
+from keras_transfer import export_tflite
+from keras_transfer import quantize_aware
+from keras_transfer import to_tf_keras
+from keras_transfer.export import load_tflite
+from keras_transfer.quantize import is_tf_keras_model
+
+
+def assert_same_outputs(model, x):
+    legacy = to_tf_keras(model)
+    assert is_tf_keras_model(legacy) and not isinstance(legacy, keras.Model)
+    np.testing.assert_allclose(legacy.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    assert legacy.count_params() == model.count_params()
+    return legacy
+
+
+def test_functional_cnn_rebuilds_exactly(trained_digits_model, digits):
+    _, (x_test, _) = digits
+    assert_same_outputs(trained_digits_model, x_test)
+
+
+def residual_model():
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    branch = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
+    branch = keras.layers.BatchNormalization(name="depthwise_bn")(branch)
+    x = keras.layers.Add(name="residual")([x, branch])
+    shared = keras.layers.Conv2D(8, 1, activation="relu", name="shared_pointwise")
+    x = keras.layers.Concatenate(name="concat")([shared(x), shared(branch)])
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(0.3, name="dropout")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x))
+
+
+def train_briefly(model, digits, epochs=3):
+    (x_train, y_train), _ = digits
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+def test_residual_model_with_batchnorm_and_a_shared_layer_rebuilds_exactly(digits):
+    keras.utils.set_random_seed(1)
+    model = train_briefly(residual_model(), digits)
+    moving_mean = model.get_layer("stem_bn").moving_mean.numpy()
+    assert np.abs(moving_mean).max() > 0, "training should have moved the BatchNorm statistics"
+    _, (x_test, _) = digits
+    assert_same_outputs(model, x_test)
+
+
+def test_sequential_model_rebuilds_exactly(digits):
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-3)),
+            keras.layers.Dense(10),
+        ]
+    )
+    train_briefly(model, digits, epochs=1)
+    _, (x_test, _) = digits
+    assert_same_outputs(model, x_test)
+
+
+def test_unsupported_layers_are_listed_before_any_work():
+    inputs = keras.Input((6, 4))
+    x = keras.layers.LSTM(3, name="recurrent")(inputs)
+    x = keras.layers.Lambda(lambda t: t * 2, name="doubling")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    with pytest.raises(ValueError, match=r"recurrent \(LSTM\), doubling \(Lambda\)"):
+        quantize_aware(model)
+
+
+def test_lora_and_subclassed_models_are_refused():
+    inputs = keras.Input((4,))
+    dense = keras.layers.Dense(3, name="adapted")
+    model = keras.Model(inputs, dense(inputs))
+    dense.enable_lora(2)
+    with pytest.raises(ValueError, match=r"adapted \(Dense, LoRA enabled\)"):
+        to_tf_keras(model)
+
+    class Custom(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    custom = Custom()
+    custom(np.zeros((1, 4), "float32"))
+    with pytest.raises(ValueError, match="subclassed model"):
+        to_tf_keras(custom)
+    with pytest.raises(TypeError, match="keras.Model"):
+        to_tf_keras("student.keras")
+
+
+@pytest.fixture(scope="module")
+def trained_qat(trained_digits_model, digits):
+    (x_train, y_train), _ = digits
+    qat = quantize_aware(trained_digits_model)
+    qat.compile(optimizer="adam", loss=_legacy_loss())
+    history = qat.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0)
+    return qat, history
+
+
+def _legacy_loss():
+    import tf_keras
+
+    return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def test_quantize_aware_trains_and_leaves_the_environment_alone(trained_qat):
+    qat, history = trained_qat
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]
+    assert os.environ.get("TF_USE_LEGACY_KERAS") is None
+    assert any(type(layer).__name__ == "QuantizeWrapperV2" for layer in qat.layers)
+
+
+def test_quantize_aware_model_exports_to_integer_tflite(trained_qat, trained_digits_model, digits, tmp_path):
+    qat, _ = trained_qat
+    _, (x_test, y_test) = digits
+    report = export_tflite(qat, tmp_path / "qat.tflite", quantization="int8")
+    assert (report.input_dtype, report.output_dtype) == ("int8", "int8")
+    interpreter = load_tflite(report.path)
+    float_tensors = [
+        d["name"] for d in interpreter.get_tensor_details() if np.dtype(d["dtype"]).kind == "f"
+    ]
+    assert not float_tensors
+    parity = compare(report.path, qat, (x_test, y_test))
+    assert parity.agreement >= 0.98
+    float_accuracy = np.mean(trained_digits_model.predict(x_test, verbose=0).argmax(-1) == y_test)
+    assert parity.tflite_accuracy >= float_accuracy - 0.02
+
+
+def test_quantize_aware_model_exports_only_as_int8(trained_qat, tmp_path):
+    qat, _ = trained_qat
+    with pytest.raises(ValueError, match="exports as int8"):
+        export_tflite(qat, tmp_path / "qat.tflite", quantization="float16")
+    assert not os.listdir(tmp_path)
