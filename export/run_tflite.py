@@ -29,15 +29,19 @@ except ImportError:  # pragma: no cover - the message is the point
 def load_inputs(path, key):
     if not os.path.isfile(path):
         raise SystemExit(f"error: INPUT file not found: {path}")
-    if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as archive:
-            if key not in archive:
-                raise SystemExit(f"error: {path} has no array {key!r}; it has {sorted(archive.files)}")
-            labels = archive["y"] if "y" in archive else None
-            return archive[key], labels
-    if path.endswith(".npy"):
-        return np.load(path, allow_pickle=False), None
-    raise SystemExit(f"error: INPUT must be a .npy or .npz file, got {path}")
+    if not path.endswith((".npy", ".npz")):
+        raise SystemExit(f"error: INPUT must be a .npy or .npz file, got {path}")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if path.endswith(".npy"):
+            return loaded, None
+        with loaded as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except Exception as error:  # zipfile, OS and format errors all mean the same here
+        raise SystemExit(f"error: {path} is not a readable {path[-4:]} file of arrays: {error}")
+    if key not in arrays:
+        raise SystemExit(f"error: {path} has no array {key!r}; it has {sorted(arrays)}")
+    return arrays[key], arrays.get("y")
 
 
 def open_model(path, threads):

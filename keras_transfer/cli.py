@@ -36,19 +36,22 @@ def _demo(args):
 
 
 def _load_npz(path, argument, key="x"):
+    import zipfile
+
     import numpy as np
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{argument} file not found: {path!r}.")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            if key not in archive:
-                raise ValueError(
-                    f"{argument} {path!r} has no array {key!r}; it has {sorted(archive.files)}."
-                )
-            return archive[key], (archive["y"] if "y" in archive else None)
-    except (OSError, EOFError) as error:  # not a zip, or a truncated one
-        raise ValueError(f"{argument} {path!r} is not a readable .npz file: {error}") from error
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, AttributeError) as error:
+        raise ValueError(
+            f"{argument} {path!r} is not a readable .npz file of arrays: {error}"
+        ) from error
+    if key not in arrays:
+        raise ValueError(f"{argument} {path!r} has no array {key!r}; it has {sorted(arrays)}.")
+    return arrays[key], arrays.get("y")
 
 
 def _load_keras_model(path, unsafe):
