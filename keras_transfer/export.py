@@ -302,12 +302,14 @@ def _size_of(path):
     )
 
 
-def load_tflite(path, num_threads=1):
+def load_tflite(path, num_threads=1, default_delegates=True):
     """Opens a `.tflite` file in the LiteRT interpreter, with tensors allocated.
 
     Args:
         path: the `.tflite` file.
         num_threads: CPU threads the interpreter may use.
+        default_delegates: let LiteRT apply its default delegate (XNNPACK on
+            CPU); False runs its builtin kernels only.
 
     Returns:
         An `ai_edge_litert.interpreter.Interpreter`.
@@ -316,12 +318,18 @@ def load_tflite(path, num_threads=1):
     >>> interpreter = load_tflite("export/student.tflite")  # doctest: +SKIP
     """
     from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import OpResolverType
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"TFLite file not found: {path!r}.")
+    resolver = (
+        OpResolverType.AUTO if default_delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     try:
-        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        interpreter = Interpreter(
+            model_path=path, num_threads=num_threads, experimental_op_resolver_type=resolver
+        )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
         raise ValueError(f"{path!r} is not a valid TFLite model: {error}") from error
@@ -482,15 +490,17 @@ class LatencyReport:
     runs: int
     median_ms: float
     p90_ms: float
+    default_delegates: bool = True
 
     def __str__(self):
+        kernels = "" if self.default_delegates else ", builtin kernels only"
         return (
             f"{os.path.basename(self.path)}: median {self.median_ms:.3f} ms, "
-            f"p90 {self.p90_ms:.3f} ms ({self.runs} runs, {self.threads} thread(s))"
+            f"p90 {self.p90_ms:.3f} ms ({self.runs} runs, {self.threads} thread(s){kernels})"
         )
 
 
-def benchmark_tflite(path, threads=1, runs=200, warmup=20, example=None):
+def benchmark_tflite(path, threads=1, runs=200, warmup=20, example=None, default_delegates=True):
     """Times single-example `invoke()` calls of a `.tflite` file in the LiteRT interpreter.
 
     Args:
@@ -500,6 +510,8 @@ def benchmark_tflite(path, threads=1, runs=200, warmup=20, example=None):
         warmup: untimed calls first.
         example: one input (without batch axis) in the file's input dtype;
             default random values of the right shape and dtype.
+        default_delegates: time with LiteRT's default CPU delegate (XNNPACK),
+            as an app gets it; False times the builtin kernels alone.
 
     Returns:
         A `LatencyReport`.
@@ -511,7 +523,7 @@ def benchmark_tflite(path, threads=1, runs=200, warmup=20, example=None):
 
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}.")
-    interpreter = load_tflite(path, num_threads=threads)
+    interpreter = load_tflite(path, num_threads=threads, default_delegates=default_delegates)
     detail = interpreter.get_input_details()[0]
     shape = [1, *detail["shape"][1:]]
     if list(detail["shape"]) != shape:
@@ -541,4 +553,5 @@ def benchmark_tflite(path, threads=1, runs=200, warmup=20, example=None):
         runs=runs,
         median_ms=float(np.median(times)),
         p90_ms=float(np.percentile(times, 90)),
+        default_delegates=default_delegates,
     )

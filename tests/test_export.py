@@ -202,3 +202,16 @@ def test_report_reads_as_one_line(trained_digits_model, digits, tmp_path):
     line = str(report)
     assert "\n" not in line
     assert "tflite [int8]" in line and "input int8 (scale" in line
+
+
+def test_benchmark_reports_latency_with_and_without_default_delegates(trained_digits_model, tmp_path):
+    from keras_transfer import benchmark_tflite
+
+    path = export_tflite(trained_digits_model, tmp_path / "m.tflite").path
+    for delegates in (True, False):
+        report = benchmark_tflite(path, runs=30, warmup=3, default_delegates=delegates)
+        assert report.runs == 30 and report.default_delegates is delegates
+        assert 0 < report.median_ms <= report.p90_ms
+        assert ("builtin kernels only" in str(report)) is (not delegates)
+    with pytest.raises(ValueError, match="runs must be >= 1"):
+        benchmark_tflite(path, runs=0)
