@@ -18,6 +18,7 @@ from keras_transfer.datasets import to_common_shape  # noqa: E402
 from keras_transfer.distill import Distiller  # noqa: E402
 from keras_transfer.distill import kl_distillation_loss  # noqa: E402
 from keras_transfer.distill import mse_distillation_loss  # noqa: E402
+from keras_transfer.distill import saved_model_teacher  # noqa: E402
 from keras_transfer.export import ExportReport  # noqa: E402
 from keras_transfer.export import LatencyReport  # noqa: E402
 from keras_transfer.export import ParityReport  # noqa: E402

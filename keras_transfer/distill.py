@@ -17,6 +17,7 @@ student forward pass per step even with hints, and losses averaged over the
 global batch under `tf.distribute`.
 """
 
+import os
 import zlib
 
 import keras
@@ -88,6 +89,60 @@ def _without_compile_state(model):
     return config
 
 
+def _load_teacher(path):
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"teacher file not found: {path!r}.")
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    return saved_model_teacher(path)
+
+
+def saved_model_teacher(path):
+    """A frozen Keras 3 layer serving a TF2 SavedModel folder, for use as a teacher.
+
+    Uses the `serve` endpoint that `model.export()` writes, else the
+    `serving_default` signature (whose single output is taken).
+
+    Args:
+        path: the SavedModel folder.
+
+    Returns:
+        A `keras.layers.TFSMLayer`.
+
+    Example:
+    >>> teacher = saved_model_teacher("export/teacher_saved_model")  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    path = os.fspath(path)
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise FileNotFoundError(f"teacher must be a SavedModel folder with saved_model.pb; got {path!r}.")
+    loaded = tf.saved_model.load(path)
+    if hasattr(loaded, "serve"):
+        endpoint = "serve"
+    elif "serving_default" in loaded.signatures:
+        endpoint = "serving_default"
+        outputs = loaded.signatures[endpoint].structured_outputs
+        if len(outputs) != 1:
+            raise ValueError(
+                f"The SavedModel at {path!r} has {len(outputs)} outputs ({sorted(outputs)}); "
+                "a teacher needs exactly one."
+            )
+    else:
+        raise ValueError(
+            f"The SavedModel at {path!r} has neither a 'serve' endpoint nor a "
+            "'serving_default' signature to call."
+        )
+    return keras.layers.TFSMLayer(path, call_endpoint=endpoint, trainable=False)
+
+
+def _single_output(outputs):
+    if isinstance(outputs, dict):
+        (outputs,) = outputs.values()
+    return outputs
+
+
 def _final_dimension(model):
     try:
         return model.outputs[0].shape[-1]
@@ -115,8 +170,10 @@ class Distiller(keras.Model):
 
     Args:
         teacher: a built Keras model (or layer) giving logits, or probabilities
-            with `teacher_outputs="probabilities"`. It is frozen and run in
-            inference mode (BatchNorm statistics stay as they are).
+            with `teacher_outputs="probabilities"`; or a `.keras` file (loaded in
+            safe mode); or the folder of a TF2 SavedModel (e.g. from
+            `export_saved_model`), served through `keras.layers.TFSMLayer`. It is frozen and run in inference mode
+            (BatchNorm statistics stay as they are).
         student: a built Keras model giving logits; `distiller.student` is it.
         temperature: T > 0 for the "kl" loss.
         alpha: weight of the task loss in [0, 1]; 0 learns from the teacher
@@ -156,12 +213,13 @@ class Distiller(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if isinstance(teacher, (str, os.PathLike)):
+            teacher = _load_teacher(teacher)
         self._check_arguments(teacher, student, temperature, alpha, teacher_outputs)
         self.teacher = teacher
         self.student = student
         self.temperature = float(temperature)
         self.alpha = float(alpha)
-        self.distillation_loss = distillation_loss
         self._strategies = self._parse_distillation_loss(distillation_loss)
         self.hints = [tuple(pair) for pair in (hints or [])]
         self.hint_weight = float(hint_weight)
@@ -269,7 +327,7 @@ class Distiller(keras.Model):
 
     def _run(self, model, extractor, x, training):
         if extractor is None:
-            return [model(x, training=training)]
+            return [_single_output(model(x, training=training))]
         return list(extractor(x, training=training))
 
     def _teacher_forward(self, x):

@@ -333,7 +333,9 @@ def softmax_head(model):
         (lambda t: Distiller(t, make_student(), hints=[("t_conv1", "s_conv2")]), ValueError,
          "agree in all but the last axis"),
         (lambda t: Distiller(t, make_student(), teacher_outputs="soft"), ValueError, "teacher_outputs must be"),
-        (lambda t: Distiller("teacher.keras", make_student()), TypeError, "teacher must be a Keras model"),
+        (lambda t: Distiller(42, make_student()), TypeError, "teacher must be a Keras model"),
+        (lambda t: Distiller("missing/teacher.keras", make_student()), FileNotFoundError,
+         "teacher file not found"),
         (lambda t: Distiller(t, keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
                                                   keras.layers.Dense(10)])),
          ValueError, "same inputs"),
@@ -357,3 +359,30 @@ def test_bad_fit_arguments_fail_clearly(teacher, digits):
         cached.fit(dataset, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="student_loss="):
         distiller.compile("adam", loss="mse")
+
+
+# --- teachers from elsewhere --------------------------------------------------------
+
+
+def test_saved_model_folder_teaches_like_the_keras_teacher(teacher, digits, tmp_path):
+    from keras_transfer import export_saved_model
+
+    (x_train, y_train), _ = digits
+    folder = export_saved_model(teacher, tmp_path / "teacher").path
+    from_folder = Distiller(folder, make_student(), alpha=0.2)
+    from_model = Distiller(teacher, make_student(), alpha=0.2)
+    for distiller in (from_folder, from_model):
+        distiller.compile(keras.optimizers.Adam(3e-3))
+    a = from_folder.evaluate(x_train[:256], y_train[:256], verbose=0, return_dict=True)
+    b = from_model.evaluate(x_train[:256], y_train[:256], verbose=0, return_dict=True)
+    assert a["distillation_loss"] == pytest.approx(b["distillation_loss"], rel=1e-4)
+    served_variables = [v.numpy().copy() for v in from_folder.teacher.weights]
+    history = from_folder.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0)
+    assert history.history["distillation_loss"][-1] < history.history["distillation_loss"][0]
+    for before, variable in zip(served_variables, from_folder.teacher.weights):
+        np.testing.assert_array_equal(before, variable.numpy())
+
+
+def test_missing_saved_model_teacher_is_reported(tmp_path):
+    with pytest.raises(FileNotFoundError, match="SavedModel folder"):
+        Distiller(str(tmp_path / "nowhere"), make_student())
