@@ -3,9 +3,11 @@
 A source model learns half of the classes; the other half is the target task,
 with only a few labelled images per class. The demo trains the target model
 from scratch as the baseline, transfers the source model by fine-tuning,
-exports the result as SavedModel and TFLite (float32 and int8), checks each
-exported file against the Keras model on held-out target data, and writes a
-table (printed, JSON) and a figure (PNG).
+distils the fine-tuned model into a small student on the unlabelled target
+images, exports the student as SavedModel and TFLite (float32, int8
+post-training and int8 quantization-aware), checks each exported file against
+the Keras student on held-out target data, and writes a table (printed, JSON)
+and a figure (PNG).
 
 Each stage is one function that returns a `StageResult`, so a new capability
 joins the demo as one more function in `STAGES`' order.
@@ -22,6 +24,7 @@ import tensorflow as tf
 
 from keras_transfer import datasets
 from keras_transfer import export
+from keras_transfer.distill import Distiller
 
 DATASETS = ("digits", "fashion_mnist")
 
@@ -35,6 +38,7 @@ class TransferTask:
     source_test: tuple
     target_train: tuple
     target_test: tuple
+    target_unlabelled: np.ndarray
     source_classes: tuple
     target_classes: tuple
 
@@ -51,6 +55,8 @@ class DemoSettings:
     source_epochs: int = 30
     target_epochs: int = 150
     fine_tune_epochs: int = 75
+    distill_epochs: int = 40
+    qat_epochs: int = 5
     source_limit: int = None
     batch_size: int = 64
     seed: int = 0
@@ -122,6 +128,7 @@ def make_task(data="digits", labels_per_class=10, seed=0, source_limit=None, fas
         source_test=subset(x_test, y_test, source_classes),
         target_train=subset(x_train, y_train, target_classes, per_class=labels_per_class),
         target_test=subset(x_test, y_test, target_classes),
+        target_unlabelled=subset(x_train, y_train, target_classes)[0],
         source_classes=source_classes,
         target_classes=target_classes,
     )
@@ -152,6 +159,22 @@ def small_cnn(input_shape, num_classes, name="cnn"):
     x = keras.layers.GlobalAveragePooling2D(name="pool3")(x)
     x = keras.layers.Dense(64, activation="relu", name="features")(x)
     outputs = keras.layers.Dense(num_classes, name="head")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def small_student(input_shape, num_classes, name="student"):
+    """A CNN about 7x smaller than `small_cnn`, made of int8-friendly layers.
+
+    Example:
+    >>> small_student((8, 8, 1), 5).count_params() < small_cnn((8, 8, 1), 5).count_params() / 5
+    True
+    """
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="s_conv1")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="s_pool1")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="s_conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="s_pool2")(x)
+    outputs = keras.layers.Dense(num_classes, name="s_head")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -246,8 +269,64 @@ def fine_tune_from_source(task, source_model, settings):
     return model, row
 
 
+def distill_student(task, teacher, settings):
+    """Stage 4: a small student learns from the fine-tuned teacher on unlabelled target images.
+
+    `alpha=0`: no label is used, which is the transfer case where the target
+    domain has plenty of images but few labels.
+    """
+    keras.utils.set_random_seed(settings.seed)
+    student = small_student(task.input_shape, len(task.target_classes))
+    distiller = Distiller(teacher, student, temperature=4.0, alpha=0.0, cache_teacher=True)
+    distiller.compile(keras.optimizers.Adam(3e-3))
+    start = time.perf_counter()
+    distiller.fit(
+        task.target_unlabelled, epochs=settings.distill_epochs,
+        batch_size=settings.batch_size, verbose=settings.verbose,
+    )
+    row = StageResult(
+        stage="distilled student",
+        evaluated_on="target test",
+        accuracy=_evaluate_keras(student, task.target_test),
+        parameters=student.count_params(),
+        seconds=time.perf_counter() - start,
+    )
+    return student, row
+
+
+def export_quantize_aware_stage(student, teacher, task, out_dir, settings):
+    """Stage 8: quantization-aware fine-tuning on the teacher's labels, then int8 TFLite.
+
+    Agreement is measured against the quantization-aware model the file was
+    converted from: fine-tuning makes it a model of its own.
+    """
+    from keras_transfer.quantize import quantize_aware
+
+    import tf_keras
+
+    start = time.perf_counter()
+    pseudo_labels = np.argmax(teacher.predict(task.target_unlabelled, verbose=0), axis=-1)
+    qat = quantize_aware(student)
+    qat.compile(
+        tf_keras.optimizers.Adam(1e-4),
+        tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    qat.fit(task.target_unlabelled, pseudo_labels, epochs=settings.qat_epochs,
+            batch_size=settings.batch_size, verbose=settings.verbose)
+    report = export.export_tflite(qat, os.path.join(out_dir, "student_int8_qat.tflite"), "int8")
+    parity = export.compare(report.path, qat, task.target_test)
+    return report, StageResult(
+        stage="TFLite int8 QAT",
+        evaluated_on="target test",
+        accuracy=parity.tflite_accuracy,
+        file_bytes=report.size_bytes,
+        agreement=parity.agreement,
+        seconds=time.perf_counter() - start,
+    )
+
+
 def export_saved_model_stage(model, task, out_dir):
-    """Stage 4: a serving SavedModel, reloaded with TensorFlow and checked against Keras."""
+    """Stage 5: a serving SavedModel, reloaded with TensorFlow and checked against Keras."""
     start = time.perf_counter()
     report = export.export_saved_model(model, os.path.join(out_dir, "saved_model"))
     served = tf.saved_model.load(report.path)
@@ -265,14 +344,14 @@ def export_saved_model_stage(model, task, out_dir):
 
 
 def export_tflite_stage(model, task, out_dir, quantization):
-    """Stage 5: a `.tflite` file run in the LiteRT interpreter and compared with Keras."""
+    """Stages 6-7: a `.tflite` file run in the LiteRT interpreter and compared with Keras."""
     start = time.perf_counter()
-    name = f"model_{quantization}.tflite"
+    name = f"student_{'float32' if quantization == 'none' else quantization}.tflite"
     report = export.export_tflite(
         model,
         os.path.join(out_dir, name),
         quantization=quantization,
-        representative_data=task.target_train[0] if quantization == "int8" else None,
+        representative_data=task.target_unlabelled if quantization == "int8" else None,
     )
     x, y = task.target_test
     outputs = export.tflite_predict(report.path, x)
@@ -364,34 +443,37 @@ def run_demo(data="digits", out="export", settings=None, overwrite=False, fashio
     os.makedirs(run_dir)
     source_model, source_row = train_source(task, settings)
     _, scratch_row = train_target_from_scratch(task, settings)
-    model, tuned_row = fine_tune_from_source(task, source_model, settings)
-    keras_path = os.path.join(run_dir, "model.keras")
-    model.save(keras_path)
-    saved, saved_row = export_saved_model_stage(model, task, run_dir)
-    tflite_float, float_row = export_tflite_stage(model, task, run_dir, "none")
-    tflite_int8, int8_row = export_tflite_stage(model, task, run_dir, "int8")
-    float_row = dataclasses.replace(float_row, stage="TFLite float32")
+    teacher, tuned_row = fine_tune_from_source(task, source_model, settings)
+    student, student_row = distill_student(task, teacher, settings)
+    files = {
+        "teacher_keras": os.path.join(run_dir, "teacher.keras"),
+        "student_keras": os.path.join(run_dir, "student.keras"),
+    }
+    teacher.save(files["teacher_keras"])
+    student.save(files["student_keras"])
+    saved, saved_row = export_saved_model_stage(student, task, run_dir)
+    tflite_float, float_row = export_tflite_stage(student, task, run_dir, "none")
+    tflite_int8, int8_row = export_tflite_stage(student, task, run_dir, "int8")
+    tflite_qat, qat_row = export_quantize_aware_stage(student, teacher, task, run_dir, settings)
     rows = [
         source_row,
         scratch_row,
-        dataclasses.replace(tuned_row, file_bytes=os.path.getsize(keras_path)),
+        dataclasses.replace(tuned_row, file_bytes=os.path.getsize(files["teacher_keras"])),
+        dataclasses.replace(student_row, file_bytes=os.path.getsize(files["student_keras"])),
         saved_row,
-        float_row,
+        dataclasses.replace(float_row, stage="TFLite float32"),
         int8_row,
+        qat_row,
     ]
-    report = DemoReport(
-        data=data,
-        rows=rows,
-        files={
-            "keras": keras_path,
-            "saved_model": saved.path,
-            "tflite_float32": tflite_float.path,
-            "tflite_int8": tflite_int8.path,
-            "json": os.path.join(run_dir, "demo_report.json"),
-            "png": os.path.join(run_dir, "demo_report.png"),
-        },
-        settings=settings,
-    )
+    files.update({
+        "saved_model": saved.path,
+        "tflite_float32": tflite_float.path,
+        "tflite_int8": tflite_int8.path,
+        "tflite_int8_qat": tflite_qat.path,
+        "json": os.path.join(run_dir, "demo_report.json"),
+        "png": os.path.join(run_dir, "demo_report.png"),
+    })
+    report = DemoReport(data=data, rows=rows, files=files, settings=settings)
     _write_json(report.to_json(), report.files["json"])
     plot_report(report, report.files["png"])
     return report
@@ -402,7 +484,7 @@ def default_settings(data):
     if data == "fashion_mnist":
         return DemoSettings(
             labels_per_class=10, source_epochs=3, target_epochs=150, fine_tune_epochs=75,
-            source_limit=15000, batch_size=128,
+            distill_epochs=5, qat_epochs=1, source_limit=15000, batch_size=128,
         )
     return DemoSettings()
 

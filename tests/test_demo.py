@@ -16,7 +16,8 @@ from tests.conftest import REPO
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = demo.DemoSettings(
-    labels_per_class=5, source_epochs=5, target_epochs=10, fine_tune_epochs=5, verbose=0
+    labels_per_class=5, source_epochs=5, target_epochs=10, fine_tune_epochs=5,
+    distill_epochs=5, qat_epochs=3, verbose=0,
 )
 
 
@@ -28,6 +29,7 @@ def small_run(tmp_path_factory):
 
 def test_make_task_splits_classes_and_keeps_few_labels():
     task = demo.make_task("digits", labels_per_class=7, seed=0)
+    assert len(task.target_unlabelled) > 10 * len(task.target_train[0])
     assert np.bincount(task.target_train[1]).tolist() == [7] * 5
     assert set(np.unique(task.source_train[1])) == set(range(5))
     assert set(np.unique(task.target_test[1])) == set(range(5))
@@ -75,8 +77,8 @@ def test_json_holds_the_table(small_run):
         payload = json.load(f)
     stages = [row["stage"] for row in payload["rows"]]
     assert stages == [
-        "source model", "target from scratch", "fine-tuned from source",
-        "SavedModel", "TFLite float32", "TFLite int8",
+        "source model", "target from scratch", "fine-tuned from source", "distilled student",
+        "SavedModel", "TFLite float32", "TFLite int8", "TFLite int8 QAT",
     ]
     assert payload["settings"]["labels_per_class"] == 5
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in payload["rows"])
@@ -89,7 +91,9 @@ def test_exported_files_predict_like_the_keras_model(small_run):
     report, _ = small_run
     task = demo.make_task("digits", labels_per_class=5, seed=0)
     x, y = task.target_test
-    model = keras.saving.load_model(report.files["keras"], safe_mode=True)
+    model = keras.saving.load_model(report.files["student_keras"], safe_mode=True)
+    teacher = keras.saving.load_model(report.files["teacher_keras"], safe_mode=True)
+    assert model.count_params() < teacher.count_params() / 5
     reference = model.predict(x, verbose=0)
     served = tf.saved_model.load(report.files["saved_model"])
     np.testing.assert_allclose(served.serve(tf.constant(x)).numpy(), reference, atol=1e-5)
@@ -97,9 +101,13 @@ def test_exported_files_predict_like_the_keras_model(small_run):
     assert np.abs(float_outputs - reference).max() <= 1e-5
     int8_outputs = tflite_predict(report.files["tflite_int8"], x)
     assert np.mean(int8_outputs.argmax(-1) == reference.argmax(-1)) >= 0.95
+    qat_outputs = tflite_predict(report.files["tflite_int8_qat"], x)
     rows = {row.stage: row for row in report.rows}
+    assert rows["TFLite int8 QAT"].agreement >= 0.95  # with the QAT model it came from
     assert rows["TFLite float32"].accuracy == pytest.approx(demo.accuracy(float_outputs, y))
-    assert rows["TFLite int8"].file_bytes < 0.5 * rows["TFLite float32"].file_bytes
+    assert rows["TFLite int8 QAT"].accuracy == pytest.approx(demo.accuracy(qat_outputs, y))
+    # The 8x8 student has ~1.4K weights, so the flatbuffer's fixed overhead dominates its size.
+    assert rows["TFLite int8"].file_bytes < 0.7 * rows["TFLite float32"].file_bytes
 
 
 def test_a_second_run_does_not_overwrite_the_first(small_run):
@@ -119,13 +127,17 @@ def test_cli_demo_with_default_settings(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "TFLite int8" in result.stdout
     run_dir = tmp_path / "demo-digits"
-    for name in ("model.keras", "model_none.tflite", "model_int8.tflite",
-                 "demo_report.json", "demo_report.png", "saved_model/saved_model.pb"):
+    for name in ("teacher.keras", "student.keras", "student_float32.tflite", "student_int8.tflite",
+                 "student_int8_qat.tflite", "demo_report.json", "demo_report.png",
+                 "saved_model/saved_model.pb"):
         assert (run_dir / name).exists(), name
     rows = json.loads((run_dir / "demo_report.json").read_text())["rows"]
     by_stage = {row["stage"]: row for row in rows}
     assert by_stage["source model"]["accuracy"] > 0.9  # the source task is really learnt
     assert by_stage["TFLite int8"]["agreement"] >= 0.95
+    assert by_stage["TFLite int8 QAT"]["agreement"] >= 0.95
+    # the student learnt the teacher's task from unlabelled images
+    assert by_stage["distilled student"]["accuracy"] > 0.5
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 2
     assert "--overwrite" in again.stderr and "Traceback" not in again.stderr
