@@ -152,3 +152,24 @@ def test_quantize_aware_model_exports_only_as_int8(trained_qat, tmp_path):
     with pytest.raises(ValueError, match="exports as int8"):
         export_tflite(qat, tmp_path / "qat.tflite", quantization="float16")
     assert not os.listdir(tmp_path)
+
+
+def test_quantize_aware_student_learns_from_cached_teacher_logits(trained_digits_model, digits, tmp_path):
+    """QAT with soft targets: the teacher's logits, computed once, are the labels."""
+    import tf_keras
+
+    from keras_transfer import kl_distillation_loss
+    from keras_transfer.demo import small_student
+
+    (x_train, _), (x_test, y_test) = digits
+    teacher_logits = trained_digits_model.predict(x_train, verbose=0)
+    keras.utils.set_random_seed(0)
+    qat = quantize_aware(small_student((8, 8, 1), 10))
+    qat.compile(tf_keras.optimizers.Adam(1e-2),
+                loss=lambda teacher, student: kl_distillation_loss(teacher, student, 2.0))
+    history = qat.fit(x_train, teacher_logits, epochs=15, batch_size=64, verbose=0)
+    # Measured: 7.2 -> 0.85 (the KL floor of a 7x smaller student is above zero).
+    assert history.history["loss"][-1] < 0.3 * history.history["loss"][0]
+    report = export_tflite(qat, tmp_path / "distilled_qat.tflite", quantization="int8")
+    parity = compare(report.path, trained_digits_model, (x_test, y_test))
+    assert parity.agreement > 0.8, "the int8 student follows its teacher"
