@@ -306,7 +306,7 @@ def export_quantize_aware_stage(student, teacher, task, out_dir, settings):
 
     start = time.perf_counter()
     pseudo_labels = np.argmax(teacher.predict(task.target_unlabelled, verbose=0), axis=-1)
-    qat = quantize_aware(student)
+    qat = quantize_aware(student, calibration_data=task.target_unlabelled[:500])
     qat.compile(
         tf_keras.optimizers.Adam(1e-4),
         tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),

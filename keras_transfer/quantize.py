@@ -234,7 +234,7 @@ def _flat(outputs):
     return outputs if isinstance(outputs, (list, tuple)) else [outputs]
 
 
-def quantize_aware(model):
+def quantize_aware(model, calibration_data=None, batch_size=256):
     """Makes a quantization-aware copy of a Keras 3 model for int8 deployment.
 
     The copy is a tf_keras model with fake-quant layers (tensorflow-model-
@@ -242,22 +242,98 @@ def quantize_aware(model):
     tf_keras optimizers or optimizer names (a Keras 3 optimizer object does not
     drive a tf_keras model); then `export_tflite(qat_model, path,
     quantization="int8")` writes an int8 file with the ranges learnt in
-    training. Until its first `fit`, the copy's activation ranges are unset and
-    its predictions are not meaningful.
+    training.
+
+    tfmot starts every activation range at [-6, 6] and moves it by an
+    exponential average with decay 0.999, so a short QAT run (a few hundred
+    steps) keeps ranges near that guess: logits above 6 are clipped and tie.
+    `calibration_data` starts each range at the float model's observed
+    [min, max] instead (weight ranges are set by the first training step).
 
     Args:
         model: a built Keras 3 functional or Sequential model made of
             `SUPPORTED_LAYERS`; unsupported layers are listed in the error.
+        calibration_data: optional array of inputs (a few hundred typical
+            images) to initialise the activation ranges from.
+        batch_size: batch size for the calibration pass.
 
     Returns:
         A `tf_keras.Model` ready to compile and train.
 
     Example:
-    >>> qat = quantize_aware(student)  # doctest: +SKIP
+    >>> qat = quantize_aware(student, calibration_data=x_train[:500])  # doctest: +SKIP
     >>> qat.compile("adam", "sparse_categorical_crossentropy")  # doctest: +SKIP
     >>> qat.fit(x_train, y_train, epochs=2)  # doctest: +SKIP
     >>> export_tflite(qat, "student_qat.tflite", quantization="int8")  # doctest: +SKIP
     """
+    if calibration_data is not None:
+        calibration_data = np.asarray(calibration_data, dtype="float32")
+        if calibration_data.size == 0:
+            raise ValueError("calibration_data is empty; pass a few hundred typical inputs or None.")
     legacy = to_tf_keras(model)
     tfmot = _import_tfmot()
-    return tfmot.quantization.keras.quantize_model(legacy)
+    qat = tfmot.quantization.keras.quantize_model(legacy)
+    if calibration_data is not None:
+        calibrate_activation_ranges(qat, legacy, calibration_data, batch_size)
+    return qat
+
+
+_RANGE_SUFFIXES = ("post_activation", "output", "quantize_layer")
+
+
+def calibrate_activation_ranges(qat, float_model, data, batch_size=256):
+    """Sets the activation ranges of a tfmot QAT model to the float model's observed ranges.
+
+    Each `quant_<name>` wrapper tracks the output of layer `<name>`; a
+    `QuantizeLayer` tracks its input. Ranges always include 0, as TFLite needs.
+
+    Args:
+        qat: the model `quantize_model` made from `float_model`.
+        float_model: the tf_keras float model (same layer names).
+        data: calibration inputs.
+        batch_size: batch size of the pass.
+
+    Returns:
+        A dict {variable name: value set}.
+    """
+    tracked = {}
+    for layer in qat.layers:
+        source = _tracked_layer_name(layer)
+        if source is not None:
+            tracked[layer.name] = source
+    names = sorted({name for name in tracked.values() if name is not None and name != "<input>"})
+    probe = type(float_model)(float_model.inputs, [float_model.get_layer(n).output for n in names]) if names else None
+    ranges = {"<input>": (float(np.min(data)), float(np.max(data)))}
+    if probe is not None:
+        outputs = probe.predict(data, batch_size=batch_size, verbose=0)
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        for name, values in zip(names, outputs):
+            ranges[name] = (float(np.min(values)), float(np.max(values)))
+    assigned = {}
+    for layer in qat.layers:
+        if layer.name not in tracked:
+            continue
+        low, high = ranges[tracked[layer.name]]
+        for variable in layer.non_trainable_weights:
+            short = variable.name.split("/")[-1].split(":")[0]
+            if short.endswith("_min") and short[:-4].endswith(_RANGE_SUFFIXES):
+                variable.assign(min(low, 0.0))
+                assigned[variable.name] = min(low, 0.0)
+            elif short.endswith("_max") and short[:-4].endswith(_RANGE_SUFFIXES):
+                variable.assign(max(high, 0.0))
+                assigned[variable.name] = max(high, 0.0)
+    return assigned
+
+
+def _tracked_layer_name(layer):
+    """Which float layer's output a QAT layer's activation range covers, or None."""
+    kind = type(layer).__name__
+    if kind == "QuantizeWrapperV2" or kind == "QuantizeWrapper":
+        return layer.layer.name
+    if kind == "QuantizeLayer":
+        inbound = layer.inbound_nodes[0].inbound_layers
+        inbound = inbound[0] if isinstance(inbound, list) else inbound
+        if type(inbound).__name__ == "InputLayer":
+            return "<input>"
+        return _tracked_layer_name(inbound) if type(inbound).__name__.startswith("Quantize") else inbound.name
+    return None

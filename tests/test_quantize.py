@@ -173,3 +173,39 @@ def test_quantize_aware_student_learns_from_cached_teacher_logits(trained_digits
     report = export_tflite(qat, tmp_path / "distilled_qat.tflite", quantization="int8")
     parity = compare(report.path, trained_digits_model, (x_test, y_test))
     assert parity.agreement > 0.8, "the int8 student follows its teacher"
+
+
+def test_calibration_starts_activation_ranges_at_the_float_model_ranges(trained_digits_model, digits):
+    (x_train, _), _ = digits
+    qat = quantize_aware(trained_digits_model, calibration_data=x_train[:300])
+    logits = trained_digits_model.predict(x_train[:300], verbose=0)
+    ranges = {v.name.split(":")[0]: float(v.numpy()) for v in qat.non_trainable_weights
+              if v.name.split(":")[0].endswith(("activation_min", "activation_max", "layer_min", "layer_max"))}
+    head = [name for name in ranges if name.endswith("post_activation_max")][-1]
+    assert ranges[head] == pytest.approx(max(float(logits.max()), 0.0), rel=1e-4)
+    assert ranges["quantize_layer/quantize_layer_min"] == pytest.approx(0.0)
+    assert ranges["quantize_layer/quantize_layer_max"] == pytest.approx(float(x_train[:300].max()))
+    untouched = quantize_aware(trained_digits_model)
+    assert {float(v.numpy()) for v in untouched.non_trainable_weights if v.name.endswith("post_activation_max:0")} == {6.0}
+
+
+def test_calibrated_qat_follows_the_float_model_closer_after_a_short_fit(trained_digits_model, digits, tmp_path):
+    """tfmot's [-6, 6] starting range clips logits; a short QAT fit cannot move it far."""
+    import tf_keras
+
+    (x_train, y_train), (x_test, y_test) = digits
+    diffs = {}
+    for name, calibration in (("default", None), ("calibrated", x_train[:500])):
+        keras.utils.set_random_seed(0)
+        qat = quantize_aware(trained_digits_model, calibration_data=calibration)
+        qat.compile(tf_keras.optimizers.Adam(1e-4),
+                    tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        qat.fit(x_train, y_train, epochs=2, batch_size=64, verbose=0)
+        report = export_tflite(qat, tmp_path / f"{name}.tflite", quantization="int8")
+        diffs[name] = compare(report.path, trained_digits_model, (x_test, y_test)).max_abs_diff
+    assert diffs["calibrated"] < 0.5 * diffs["default"], diffs
+
+
+def test_calibration_data_must_not_be_empty(trained_digits_model):
+    with pytest.raises(ValueError, match="calibration_data is empty"):
+        quantize_aware(trained_digits_model, calibration_data=np.zeros((0, 8, 8, 1), "float32"))
