@@ -8,6 +8,7 @@ from keras_transfer._engine import require_tensorflow_backend
 
 require_tensorflow_backend()
 
+from keras_transfer.backbones import load_backbone  # noqa: E402
 from keras_transfer.datasets import domain_pairs  # noqa: E402
 from keras_transfer.datasets import load_digits  # noqa: E402
 from keras_transfer.datasets import load_fashion_mnist  # noqa: E402
@@ -27,6 +28,18 @@ from keras_transfer.export import compare  # noqa: E402
 from keras_transfer.export import export_saved_model  # noqa: E402
 from keras_transfer.export import export_tflite  # noqa: E402
 from keras_transfer.export import tflite_predict  # noqa: E402
+from keras_transfer.features import extract_features  # noqa: E402
+from keras_transfer.features import stack  # noqa: E402
+from keras_transfer.finetune import GradualUnfreezing  # noqa: E402
+from keras_transfer.finetune import StayNear  # noqa: E402
+from keras_transfer.finetune import add_lora  # noqa: E402
+from keras_transfer.finetune import fine_tune  # noqa: E402
+from keras_transfer.finetune import freeze  # noqa: E402
+from keras_transfer.finetune import l2_sp  # noqa: E402
+from keras_transfer.finetune import layerwise_optimizer  # noqa: E402
+from keras_transfer.finetune import refresh_training  # noqa: E402
+from keras_transfer.finetune import unfreeze  # noqa: E402
+from keras_transfer.hub import HubLayer  # noqa: E402
 from keras_transfer.quantize import quantize_aware  # noqa: E402
 from keras_transfer.quantize import to_tf_keras  # noqa: E402
 

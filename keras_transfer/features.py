@@ -1,0 +1,101 @@
+"""Feature extraction with an on-disk cache, and heads trained on the cached features."""
+
+import hashlib
+import json
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+
+def cache_key(backbone, x):
+    """A hex digest of the backbone (architecture and weights) and of the inputs.
+
+    Args:
+        backbone: a Keras model.
+        x: the input array.
+
+    Returns:
+        A 64-character hex string; any change of weights or data changes it.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps(backbone.get_config(), sort_keys=True, default=str).encode())
+    for weight in backbone.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(weight.path.encode())
+        digest.update(value.tobytes())
+    digest.update(str((x.shape, x.dtype.str)).encode())
+    digest.update(np.ascontiguousarray(x).tobytes())
+    return digest.hexdigest()
+
+
+def extract_features(backbone, x, cache_dir=None, batch_size=256):
+    """Runs the backbone over `x` once; with `cache_dir`, reuses the result on later calls.
+
+    The cache file is named by `cache_key(backbone, x)`, so a changed backbone
+    or changed data never reads stale features. Files are written to a
+    temporary name and renamed, and read without pickle.
+
+    Args:
+        backbone: a Keras model mapping inputs to features.
+        x: inputs, a numpy array (not augmented: features are computed once).
+        cache_dir: folder for `features-<key>.npy` files, created if missing;
+            None computes without caching.
+        batch_size: batch size of the pass.
+
+    Returns:
+        A float32 numpy array of features, one row per input.
+
+    Example:
+    >>> features = extract_features(backbone, x_train, cache_dir="cache/")  # doctest: +SKIP
+    >>> head.fit(features, y_train, epochs=20)  # doctest: +SKIP
+    """
+    if not isinstance(backbone, keras.Model):
+        raise TypeError(f"backbone must be a keras.Model; got {type(backbone).__name__}.")
+    x = np.asarray(x)
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"x is empty (shape {x.shape}); pass at least one input.")
+    expected = tuple(backbone.inputs[0].shape[1:]) if backbone.inputs else None
+    if expected is not None and (len(expected) != x.ndim - 1 or
+                                 any(e is not None and e != s for e, s in zip(expected, x.shape[1:]))):
+        raise ValueError(f"x has samples of shape {x.shape[1:]}; backbone {backbone.name!r} takes {expected}.")
+    if cache_dir is None:
+        return _compute(backbone, x, batch_size)
+    path = os.path.join(os.fspath(cache_dir), f"features-{cache_key(backbone, x)[:32]}.npy")
+    if os.path.exists(path):
+        return np.load(path, allow_pickle=False)
+    features = _compute(backbone, x, batch_size)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npy.tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            np.save(f, features, allow_pickle=False)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    return features
+
+
+def _compute(backbone, x, batch_size):
+    return np.asarray(backbone.predict(x, batch_size=batch_size, verbose=0), dtype="float32")
+
+
+def stack(backbone, head, name=None):
+    """The deployable model: inputs -> backbone -> head, sharing both models' weights.
+
+    Args:
+        backbone: the feature extractor the features came from.
+        head: a model trained on those features.
+        name: the new model's name.
+
+    Returns:
+        A functional `keras.Model`, ready to evaluate, save or export.
+
+    Example:
+    >>> classifier = stack(backbone, head)  # doctest: +SKIP
+    """
+    inputs = keras.Input(tuple(backbone.inputs[0].shape[1:]), name="inputs")
+    return keras.Model(inputs, head(backbone(inputs)), name=name or f"{backbone.name}_with_{head.name}")
