@@ -89,52 +89,39 @@ def _without_compile_state(model):
     return config
 
 
-def _load_teacher(path):
+def _load_teacher(path, student):
     path = os.fspath(path)
     if path.endswith(".keras"):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"teacher file not found: {path!r}.")
         return keras.saving.load_model(path, safe_mode=True, compile=False)
-    return saved_model_teacher(path)
+    return saved_model_teacher(path, input_shape=_input_shape(student))
 
 
-def saved_model_teacher(path):
-    """A frozen Keras 3 layer serving a TF2 SavedModel folder, for use as a teacher.
+def saved_model_teacher(handle, input_shape=None):
+    """A frozen Keras model serving a TF2 SavedModel folder or TF-Hub module, for use as a teacher.
 
-    Uses the `serve` endpoint that `model.export()` writes, else the
-    `serving_default` signature (whose single output is taken).
+    The module is called through `HubLayer`: its `__call__` (TF-Hub reusable
+    SavedModels), else the `serve` endpoint that `model.export()` writes, else
+    the `serving_default` signature with a single output.
 
     Args:
-        path: the SavedModel folder.
+        handle: the SavedModel folder or a TF-Hub URL.
+        input_shape: needed only when the module's signature leaves it open.
 
     Returns:
-        A `keras.layers.TFSMLayer`.
+        A `keras.Model` with a known input and output shape, so the Distiller
+        checks it against the student before training.
 
     Example:
     >>> teacher = saved_model_teacher("export/teacher_saved_model")  # doctest: +SKIP
     """
-    import tensorflow as tf
+    from keras_transfer.backbones import load_backbone
 
-    path = os.fspath(path)
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise FileNotFoundError(f"teacher must be a SavedModel folder with saved_model.pb; got {path!r}.")
-    loaded = tf.saved_model.load(path)
-    if hasattr(loaded, "serve"):
-        endpoint = "serve"
-    elif "serving_default" in loaded.signatures:
-        endpoint = "serving_default"
-        outputs = loaded.signatures[endpoint].structured_outputs
-        if len(outputs) != 1:
-            raise ValueError(
-                f"The SavedModel at {path!r} has {len(outputs)} outputs ({sorted(outputs)}); "
-                "a teacher needs exactly one."
-            )
-    else:
-        raise ValueError(
-            f"The SavedModel at {path!r} has neither a 'serve' endpoint nor a "
-            "'serving_default' signature to call."
-        )
-    return keras.layers.TFSMLayer(path, call_endpoint=endpoint, trainable=False)
+    path = os.fspath(handle)
+    if not path.startswith(("http://", "https://", "gs://")) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise FileNotFoundError(f"teacher must be a .keras file, a SavedModel folder with saved_model.pb or a TF-Hub URL; got {path!r}.")
+    return load_backbone(path, input_shape=input_shape, trainable=False)
 
 
 def _single_output(outputs):
@@ -171,8 +158,9 @@ class Distiller(keras.Model):
     Args:
         teacher: a built Keras model (or layer) giving logits, or probabilities
             with `teacher_outputs="probabilities"`; or a `.keras` file (loaded in
-            safe mode); or the folder of a TF2 SavedModel (e.g. from
-            `export_saved_model`), served through `keras.layers.TFSMLayer`. It is frozen and run in inference mode
+            safe mode); or a TF2 SavedModel folder (e.g. from
+            `export_saved_model`) or TF-Hub URL, served through `HubLayer`
+            (see `saved_model_teacher`). It is frozen and run in inference mode
             (BatchNorm statistics stay as they are).
         student: a built Keras model giving logits; `distiller.student` is it.
         temperature: T > 0 for the "kl" loss.
@@ -214,7 +202,7 @@ class Distiller(keras.Model):
     ):
         super().__init__(**kwargs)
         if isinstance(teacher, (str, os.PathLike)):
-            teacher = _load_teacher(teacher)
+            teacher = _load_teacher(teacher, student)
         self._check_arguments(teacher, student, temperature, alpha, teacher_outputs)
         self.teacher = teacher
         self.student = student

@@ -386,3 +386,25 @@ def test_saved_model_folder_teaches_like_the_keras_teacher(teacher, digits, tmp_
 def test_missing_saved_model_teacher_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="SavedModel folder"):
         Distiller(str(tmp_path / "nowhere"), make_student())
+
+
+def test_hub_style_module_teacher_is_checked_before_training(digits, tmp_path):
+    """A TF-Hub-style SavedModel (`__call__` with a training argument) as teacher."""
+    import tensorflow as tf
+
+    from tests.test_hub import HubStyleModule
+
+    module = HubStyleModule()
+    for training in (True, False):
+        module.__call__.get_concrete_function(tf.TensorSpec([None, 8, 8, 1], tf.float32), training=training)
+    folder = str(tmp_path / "hub_teacher")
+    tf.saved_model.save(module, folder)
+    with pytest.raises(ValueError, match="16"):
+        Distiller(folder, make_student())  # 16 teacher outputs against 10 student classes
+    (x_train, _), _ = digits
+    student = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(16)])
+    distiller = Distiller(folder, student, alpha=0.0)
+    distiller.compile(keras.optimizers.Adam(1e-2))
+    history = distiller.fit(x_train, epochs=3, batch_size=64, verbose=0)
+    assert history.history["distillation_loss"][-1] < history.history["distillation_loss"][0]
+    np.testing.assert_array_equal(distiller.teacher.weights[0].numpy(), module.kernel.numpy())
