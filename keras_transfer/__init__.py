@@ -8,6 +8,7 @@ from keras_transfer._engine import require_tensorflow_backend
 
 require_tensorflow_backend()
 
+from keras_transfer import adapt  # noqa: E402
 from keras_transfer.backbones import load_backbone  # noqa: E402
 from keras_transfer.datasets import domain_pairs  # noqa: E402
 from keras_transfer.datasets import load_digits  # noqa: E402

@@ -1,0 +1,15 @@
+"""Domain adaptation: gradient reversal (DANN), MMD, CORAL, CMD, re-weighting, proxy A-distance."""
+
+from keras_transfer.adapt.callbacks import DANNSchedule
+from keras_transfer.adapt.layers import GradientReversal
+from keras_transfer.adapt.losses import Discrepancy
+from keras_transfer.adapt.losses import cmd
+from keras_transfer.adapt.losses import coral
+from keras_transfer.adapt.losses import mmd
+from keras_transfer.adapt.metrics import proxy_a_distance
+from keras_transfer.adapt.models import DANN
+from keras_transfer.adapt.models import DiscrepancyAdapter
+from keras_transfer.adapt.reweight import importance_weights
+
+__all__ = ["DANN", "DANNSchedule", "Discrepancy", "DiscrepancyAdapter", "GradientReversal", "cmd", "coral",
+           "importance_weights", "mmd", "proxy_a_distance"]

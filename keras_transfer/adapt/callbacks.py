@@ -1,0 +1,65 @@
+"""DANNSchedule: the lambda and learning-rate ramps of Ganin et al. (2016)."""
+
+import math
+
+import keras
+
+
+class DANNSchedule(keras.callbacks.Callback):
+    """Sets lambda_p = 2/(1+exp(−gamma·p)) − 1 and lr = mu_0/(1+alpha·p)^beta before each step.
+
+    p goes from 0 to 1 over the whole `fit()` (epochs × steps per epoch). The
+    values are written into variables (a DANN's reversal lambda, a
+    DiscrepancyAdapter's discrepancy strength) and the optimizer's learning
+    rate: no retracing.
+
+    Args:
+        mu_0: initial learning rate; default the optimizer's at the start of fit.
+        gamma: steepness of the lambda ramp (10 in the paper).
+        alpha, beta: learning-rate decay (10 and 0.75 in the paper).
+        lambda_max: lambda reached at p = 1 (scales the ramp).
+        schedule_learning_rate: False leaves the learning rate alone.
+
+    Example:
+    >>> dann.fit(pairs, epochs=10, callbacks=[DANNSchedule()])  # doctest: +SKIP
+    """
+
+    def __init__(self, mu_0=None, gamma=10.0, alpha=10.0, beta=0.75, lambda_max=1.0, schedule_learning_rate=True):
+        super().__init__()
+        self.mu_0, self.gamma, self.alpha, self.beta = mu_0, float(gamma), float(alpha), float(beta)
+        self.lambda_max = float(lambda_max)
+        self.schedule_learning_rate = bool(schedule_learning_rate)
+        self.history = []
+
+    @staticmethod
+    def lambda_at(p, gamma=10.0):
+        return 2.0 / (1.0 + math.exp(-gamma * p)) - 1.0
+
+    @staticmethod
+    def learning_rate_at(p, mu_0, alpha=10.0, beta=0.75):
+        return mu_0 / (1.0 + alpha * p) ** beta
+
+    def on_train_begin(self, logs=None):
+        if not hasattr(self.model, "set_adaptation_strength"):
+            raise ValueError("DANNSchedule drives a DANN or a DiscrepancyAdapter (a model with "
+                             "set_adaptation_strength).")
+        steps = self.params.get("steps")
+        if not steps:
+            raise ValueError("DANNSchedule needs the number of steps per epoch: pass steps_per_epoch to fit "
+                             "or data of known length.")
+        self._total = max(1, self.params["epochs"] * steps)
+        self._steps = steps
+        if self.mu_0 is None:
+            self.mu_0 = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        p = min(1.0, (self._epoch * self._steps + batch) / self._total)
+        lambda_ = self.lambda_max * self.lambda_at(p, self.gamma)
+        self.model.set_adaptation_strength(lambda_)
+        if self.schedule_learning_rate:
+            self.model.optimizer.learning_rate = self.learning_rate_at(p, self.mu_0, self.alpha, self.beta)
+        self.history.append((p, lambda_))

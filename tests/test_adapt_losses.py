@@ -1,0 +1,189 @@
+"""GradientReversal, MMD/CORAL/CMD against numpy references, proxy A-distance, importance weights."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_transfer.adapt import Discrepancy
+from keras_transfer.adapt import GradientReversal
+from keras_transfer.adapt import cmd
+from keras_transfer.adapt import coral
+from keras_transfer.adapt import importance_weights
+from keras_transfer.adapt import mmd
+from keras_transfer.adapt import proxy_a_distance
+
+
+# --- numpy references, written from the papers' formulas -------------------------------------
+
+def np_kernel_sum(a, b, bandwidths):
+    d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return sum(np.exp(-d / s) for s in bandwidths)
+
+
+def np_bandwidths(x, y, mul=2.0, num=5):
+    pooled = np.concatenate([x, y])
+    d = ((pooled[:, None, :] - pooled[None, :, :]) ** 2).sum(-1)
+    n = len(pooled)
+    mean = d.sum() / (n * n - n)
+    return [mean * mul ** (k - num // 2) for k in range(num)]
+
+
+def np_mmd(x, y, estimator):
+    s = np_bandwidths(x, y)
+    kxx, kyy, kxy = np_kernel_sum(x, x, s), np_kernel_sum(y, y, s), np_kernel_sum(x, y, s)
+    if estimator == "biased":
+        return kxx.mean() + kyy.mean() - 2 * kxy.mean()
+    m, n = len(x), len(y)
+    if estimator == "unbiased":
+        return ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                - 2 * kxy.mean())
+    h = m // 2
+    k = lambda a, b: sum(np.exp(-((a - b) ** 2).sum(-1) / bw) for bw in s)  # noqa: E731
+    x1, x2, y1, y2 = x[:h], x[h:2 * h], y[:h], y[h:2 * h]
+    return np.mean(k(x1, x2) + k(y1, y2) - k(x1, y2) - k(x2, y1))
+
+
+def np_coral(x, y):
+    d = x.shape[1]
+    return np.sum((np.cov(x, rowvar=False) - np.cov(y, rowvar=False)) ** 2) / (4 * d * d)
+
+
+def np_cmd(x, y, k=5, a=0.0, b=1.0):
+    total = np.linalg.norm(x.mean(0) - y.mean(0)) / abs(b - a)
+    for j in range(2, k + 1):
+        total += np.linalg.norm(((x - x.mean(0)) ** j).mean(0) - ((y - y.mean(0)) ** j).mean(0)) / abs(b - a) ** j
+    return total
+
+
+@pytest.fixture
+def batches(rng):
+    x = rng.normal(size=(40, 6)).astype("float32")
+    y = (rng.normal(size=(40, 6)) * 1.5 + 0.7).astype("float32")
+    return x, y
+
+
+# --- gradient reversal ---------------------------------------------------------------------------
+
+def test_reversal_gradient_is_exactly_minus_lambda_times_upstream(rng):
+    layer = GradientReversal(0.37)
+    x = tf.constant(rng.normal(size=(5, 3)).astype("float32"))
+    upstream = tf.constant(rng.normal(size=(5, 3)).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        objective = tf.reduce_sum(y * upstream)
+    np.testing.assert_array_equal(y.numpy(), x.numpy())
+    np.testing.assert_allclose(tape.gradient(objective, x).numpy(), -0.37 * upstream.numpy(), rtol=1e-6)
+
+
+def test_lambda_changes_take_effect_mid_fit_without_retracing():
+    traces = []
+
+    class CountTraces(keras.layers.Layer):
+        def call(self, x):
+            traces.append(1)  # Python runs only while tracing
+            return x
+
+    reversal = GradientReversal(1.0)
+    inputs = keras.Input((1,))
+    dense = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
+    model = keras.Model(inputs, reversal(CountTraces()(dense(inputs))))
+    model.compile(keras.optimizers.SGD(0.1), loss=lambda y_true, y_pred: keras.ops.mean(y_pred))
+    kernels = []
+
+    class SetLambda(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            reversal.lambda_.assign([1.0, 0.0, 2.0][epoch])
+
+        def on_epoch_end(self, epoch, logs=None):
+            kernels.append(float(dense.kernel.numpy()[0, 0]))
+
+    model.fit(np.ones((1, 1), "float32"), np.zeros((1, 1), "float32"), epochs=3, batch_size=1,
+              verbose=0, callbacks=[SetLambda()])
+    # d(mean y)/d kernel = 1; reversed: -lambda; SGD adds lr * lambda.
+    np.testing.assert_allclose(kernels, [1.1, 1.1, 1.3], rtol=1e-6)
+    assert len(traces) <= 2, "the training function was traced again"  # one symbolic build, one trace
+
+
+def test_reversal_serializes_with_its_lambda():
+    layer = GradientReversal(0.25)
+    layer.lambda_.assign(0.8)
+    again = GradientReversal.from_config(layer.get_config())
+    assert float(again.lambda_.numpy()) == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="lambda_ must be >= 0"):
+        GradientReversal(-1.0)
+
+
+# --- discrepancies ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased", "linear"])
+def test_mmd_matches_numpy(batches, estimator):
+    x, y = batches
+    assert float(mmd(x, y, estimator=estimator)) == pytest.approx(np_mmd(x, y, estimator), rel=1e-4, abs=1e-6)
+
+
+def test_mmd_is_zero_for_identical_batches_and_grows_with_the_shift(batches):
+    x, _ = batches
+    assert float(mmd(x, x)) == pytest.approx(0.0, abs=1e-6)
+    values = [float(mmd(x, x + shift)) for shift in (0.2, 1.0, 3.0)]
+    assert values == sorted(values) and values[0] > 0
+    with pytest.raises(ValueError, match="estimator must be"):
+        mmd(x, x, estimator="fast")
+
+
+def test_coral_matches_numpy_and_ignores_mean_shifts(batches):
+    x, y = batches
+    assert float(coral(x, y)) == pytest.approx(np_coral(x, y), rel=1e-4)
+    assert float(coral(x, x + 4.0)) == pytest.approx(0.0, abs=1e-9)
+    assert float(coral(x, 2.0 * x)) > float(coral(x, 1.2 * x)) > 0
+
+
+def test_cmd_matches_numpy_and_grows_with_the_shift(rng):
+    x = rng.uniform(size=(50, 4)).astype("float32")
+    y = (rng.uniform(size=(50, 4)) ** 2).astype("float32")
+    assert float(cmd(x, y)) == pytest.approx(np_cmd(x, y), rel=1e-4)
+    assert float(cmd(x, y, k=2)) == pytest.approx(np_cmd(x, y, k=2), rel=1e-4)
+    assert float(cmd(x, x)) == 0.0
+    assert float(cmd(x, np.clip(x + 0.1, 0, 1))) < float(cmd(x, np.clip(x + 0.4, 0, 1)))
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        cmd(x, y, k=0)
+
+
+def test_discrepancy_loss_object_equals_the_function_and_round_trips(batches):
+    x, y = batches
+    loss = Discrepancy("mmd", estimator="unbiased")
+    assert float(loss(x, y)) == pytest.approx(float(mmd(x, y, estimator="unbiased")), rel=1e-6)
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert float(again(x, y)) == pytest.approx(float(loss(x, y)), rel=1e-6)
+    with pytest.raises(ValueError, match="discrepancy must be one of"):
+        Discrepancy("wasserstein")
+
+
+# --- proxy A-distance and re-weighting -------------------------------------------------------------
+
+def test_proxy_a_distance_separates_shifted_domains_and_not_identical_ones(rng):
+    a = rng.normal(size=(400, 5))
+    assert proxy_a_distance(a, rng.normal(size=(400, 5)) + 3.0) > 1.9
+    assert abs(proxy_a_distance(a, rng.normal(size=(400, 5)))) < 0.3
+    with pytest.raises(ValueError, match="must match"):
+        proxy_a_distance(a, rng.normal(size=(400, 4)))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        proxy_a_distance(a[:1], a)
+
+
+def test_importance_weights_favour_source_samples_that_look_like_the_target(rng):
+    source = rng.normal(size=(1000, 1))
+    target = rng.normal(size=(1000, 1)) + 1.0
+    weights = importance_weights(source, target)
+    assert weights.shape == (1000,) and weights.dtype == np.float32
+    assert weights.mean() == pytest.approx(1.0, rel=1e-5)
+    # The true ratio p_t/p_s = exp(x - 1/2) rises with x.
+    order = np.argsort(source[:, 0])
+    assert weights[order[-100:]].mean() > 5 * weights[order[:100]].mean()
+    weighted_mean = np.average(source[:, 0], weights=weights)
+    assert weighted_mean > 0.6, "re-weighted source mean moves towards the target's (1.0)"
+    with pytest.raises(ValueError, match="must match"):
+        importance_weights(source, rng.normal(size=(10, 2)))
+    with pytest.raises(ValueError, match="target must be a non-empty"):
+        importance_weights(source, np.zeros((0, 1)))
