@@ -312,8 +312,9 @@ def l2_sp(model, transferred, alpha=0.01, beta=0.01):
 
     alpha/2 · ||w − w_pretrained||² on the weights of `transferred` (their
     values now are the pretrained point) and beta/2 · ||w||² on every other
-    trainable weight of `model`. The penalty rides on the variables'
-    regularizers, so plain `fit()` and keras-transfer models include it via
+    weight of `model`. Frozen weights count once they are unfrozen
+    (attach it before phase 2 or before `fine_tune`). The penalty rides on the
+    variables' regularizers, so plain `fit()` and keras-transfer models include it via
     `model.losses`. It is a training-time term: a saved model does not keep it.
 
     Args:
@@ -335,8 +336,8 @@ def l2_sp(model, transferred, alpha=0.01, beta=0.01):
         raise ValueError("transferred has no weights; pass the pretrained layers or backbone.")
     counts = {"transferred": 0, "new": 0}
     for variable in model.weights:
-        if not variable.trainable:
-            continue
+        # Frozen layers get their penalty too: Keras only evaluates the regularizers of
+        # trainable weights, so it starts to count when `unfreeze` opens the layer.
         if id(variable) in transferred_ids:
             variable.regularizer = StayNear(alpha, keras.ops.convert_to_numpy(variable))
             counts["transferred"] += 1

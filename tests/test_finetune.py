@@ -163,6 +163,17 @@ def test_l2_sp_penalty_equals_its_formula():
     assert float(sum(model.losses)) == pytest.approx(want, rel=1e-5)
 
 
+def test_l2_sp_attached_to_a_frozen_backbone_counts_once_it_is_unfrozen():
+    backbone = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="pre")])
+    backbone.trainable = False
+    model = keras.Sequential([backbone, keras.layers.Dense(2, name="new")])
+    kt.l2_sp(model, backbone, alpha=1.0, beta=0.0)
+    backbone.weights[0].assign(backbone.weights[0] + 1.0)
+    assert float(sum(model.losses)) == 0.0  # frozen: no penalty
+    kt.unfreeze(backbone, top=1)
+    assert float(sum(model.losses)) == pytest.approx(0.5 * 4 * 3)
+
+
 def test_l2_sp_pulls_fine_tuned_weights_back_towards_the_pretrained_ones(digits):
     (x, y), _ = digits
     distances = {}
