@@ -28,7 +28,7 @@ def fashion_subset(train_size=20000, seed=0):
     return (x_train[index], y_train[index]), (x_test, y_test)
 
 
-def teacher_cnn(seed):
+def teacher_cnn(seed, classes=10, name="teacher"):
     """About 0.9M parameters: three conv blocks and a wide dense layer."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((28, 28, 1), name="image")
@@ -40,7 +40,7 @@ def teacher_cnn(seed):
     x = keras.layers.Flatten(name="t_flatten")(x)
     x = keras.layers.Dropout(0.3, name="t_dropout")(x)
     x = keras.layers.Dense(128, activation="relu", name="t_dense")(x)
-    return keras.Model(inputs, keras.layers.Dense(10, name="t_logits")(x), name="teacher")
+    return keras.Model(inputs, keras.layers.Dense(classes, name="t_logits")(x), name=name)
 
 
 def student_cnn(seed):
