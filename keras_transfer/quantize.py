@@ -278,9 +278,6 @@ def quantize_aware(model, calibration_data=None, batch_size=256):
     return qat
 
 
-_RANGE_SUFFIXES = ("post_activation", "output", "quantize_layer")
-
-
 def calibrate_activation_ranges(qat, float_model, data, batch_size=256):
     """Sets the activation ranges of a tfmot QAT model to the float model's observed ranges.
 
@@ -314,15 +311,27 @@ def calibrate_activation_ranges(qat, float_model, data, batch_size=256):
         if layer.name not in tracked:
             continue
         low, high = ranges[tracked[layer.name]]
-        for variable in layer.non_trainable_weights:
-            short = variable.name.split("/")[-1].split(":")[0]
-            if short.endswith("_min") and short[:-4].endswith(_RANGE_SUFFIXES):
-                variable.assign(min(low, 0.0))
-                assigned[variable.name] = min(low, 0.0)
-            elif short.endswith("_max") and short[:-4].endswith(_RANGE_SUFFIXES):
-                variable.assign(max(high, 0.0))
-                assigned[variable.name] = max(high, 0.0)
+        for variable, end in _range_variables(layer):
+            value = min(low, 0.0) if end == "min" else max(high, 0.0)
+            variable.assign(value)
+            assigned[variable.name] = value
     return assigned
+
+
+_WRAPPER_RANGES = {"post_activation_min", "post_activation_max", "output_min", "output_max"}
+
+
+def _range_variables(layer):
+    """(variable, "min" | "max") of a QAT layer's activation range, not its weight ranges.
+
+    A QuantizeLayer's variables take the layer's name, which tf_keras numbers
+    (quantize_layer_1/quantize_layer_1_min); a wrapper's have fixed names.
+    """
+    quantize_layer = type(layer).__name__ == "QuantizeLayer"
+    for variable in layer.non_trainable_weights:
+        short = variable.name.split("/")[-1].split(":")[0]
+        if (quantize_layer and short.endswith(("_min", "_max"))) or short in _WRAPPER_RANGES:
+            yield variable, short[-3:]
 
 
 def _tracked_layer_name(layer):
