@@ -165,8 +165,8 @@ class HubLayer(keras.layers.Layer):
         kwargs = dict(self.arguments)
         if self._has_training_argument:
             kwargs["training"] = bool(training and self.trainable and self.training_mode)
-        if self.signature is not None:
-            outputs = self._function(inputs, **kwargs) if not isinstance(inputs, dict) else self._function(**inputs, **kwargs)
+        if isinstance(inputs, dict):  # a signature with named inputs
+            outputs = self._function(**inputs, **kwargs)
         else:
             outputs = self._function(inputs, **kwargs)
         if self.trainable and training:
