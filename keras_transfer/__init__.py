@@ -21,6 +21,10 @@ from keras_transfer.distill import Distiller  # noqa: E402
 from keras_transfer.distill import kl_distillation_loss  # noqa: E402
 from keras_transfer.distill import mse_distillation_loss  # noqa: E402
 from keras_transfer.distill import saved_model_teacher  # noqa: E402
+from keras_transfer.evaluation import classification_report  # noqa: E402
+from keras_transfer.evaluation import plot_confusion_matrix  # noqa: E402
+from keras_transfer.evaluation import plot_domain_embedding  # noqa: E402
+from keras_transfer.evaluation import plot_history  # noqa: E402
 from keras_transfer.export import ExportReport  # noqa: E402
 from keras_transfer.export import LatencyReport  # noqa: E402
 from keras_transfer.export import ParityReport  # noqa: E402
@@ -43,5 +47,7 @@ from keras_transfer.finetune import unfreeze  # noqa: E402
 from keras_transfer.hub import HubLayer  # noqa: E402
 from keras_transfer.quantize import quantize_aware  # noqa: E402
 from keras_transfer.quantize import to_tf_keras  # noqa: E402
+from keras_transfer.transferability import leep  # noqa: E402
+from keras_transfer.transferability import logme  # noqa: E402
 
 __version__ = "0.1.0"
