@@ -25,6 +25,8 @@ import tensorflow as tf
 from keras_transfer import datasets
 from keras_transfer import export
 from keras_transfer.distill import Distiller
+from keras_transfer.evaluation import classification_report
+from keras_transfer.evaluation import plot_confusion_matrix
 
 DATASETS = ("digits", "fashion_mnist")
 
@@ -325,6 +327,14 @@ def export_quantize_aware_stage(student, teacher, task, out_dir, settings):
     )
 
 
+def plot_deployed_confusion(task, tflite_path, out_dir):
+    """The confusion matrix of the int8 file on the target test images, as a PNG."""
+    x, y = task.target_test
+    report = classification_report(export.tflite_predict(tflite_path, x), y,
+                                   class_names=[str(c) for c in task.target_classes])
+    return plot_confusion_matrix(report, os.path.join(out_dir, "confusion_int8.png"))
+
+
 def export_saved_model_stage(model, task, out_dir):
     """Stage 5: a serving SavedModel, reloaded with TensorFlow and checked against Keras."""
     start = time.perf_counter()
@@ -410,7 +420,10 @@ class DemoReport:
 
 
 def run_demo(data="digits", out="export", settings=None, overwrite=False, fashion_path=None):
-    """Runs every stage and writes the models, `demo_report.json` and `demo_report.png`.
+    """Runs every stage and writes the models, the JSON report and its figures.
+
+    Figures: `demo_report.png` (accuracy and size per stage) and
+    `confusion_int8.png` (the int8 file's confusion matrix on the target test images).
 
     Args:
         data: "digits" (no download) or "fashion_mnist".
@@ -472,6 +485,7 @@ def run_demo(data="digits", out="export", settings=None, overwrite=False, fashio
         "tflite_int8_qat": tflite_qat.path,
         "json": os.path.join(run_dir, "demo_report.json"),
         "png": os.path.join(run_dir, "demo_report.png"),
+        "confusion_png": plot_deployed_confusion(task, tflite_int8.path, run_dir),
     })
     report = DemoReport(data=data, rows=rows, files=files, settings=settings)
     _write_json(report.to_json(), report.files["json"])

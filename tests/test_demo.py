@@ -66,9 +66,10 @@ def test_run_writes_every_file_it_names(small_run):
     for kind, path in report.files.items():
         assert os.path.exists(path), kind
         assert os.path.commonpath([path, str(out)]) == str(out)
-    with open(report.files["png"], "rb") as f:
-        assert f.read(8) == PNG_SIGNATURE
-    assert os.path.getsize(report.files["png"]) > 10_000
+    for figure in ("png", "confusion_png"):
+        with open(report.files[figure], "rb") as f:
+            assert f.read(8) == PNG_SIGNATURE
+        assert os.path.getsize(report.files[figure]) > 10_000
 
 
 def test_json_holds_the_table(small_run):
@@ -128,7 +129,7 @@ def test_cli_demo_with_default_settings(tmp_path):
     assert "TFLite int8" in result.stdout
     run_dir = tmp_path / "demo-digits"
     for name in ("teacher.keras", "student.keras", "student_float32.tflite", "student_int8.tflite",
-                 "student_int8_qat.tflite", "demo_report.json", "demo_report.png",
+                 "student_int8_qat.tflite", "demo_report.json", "demo_report.png", "confusion_int8.png",
                  "saved_model/saved_model.pb"):
         assert (run_dir / name).exists(), name
     rows = json.loads((run_dir / "demo_report.json").read_text())["rows"]
