@@ -1,5 +1,6 @@
 """Helpers shared by the models that write their own `train_step`."""
 
+import keras
 import tensorflow as tf
 
 
@@ -24,3 +25,35 @@ def ends_in_softmax(model):
         return True
     activation = last.get_config().get("activation") if hasattr(last, "get_config") else None
     return activation == "softmax"
+
+
+def replica_count():
+    """Replicas of the current tf.distribute strategy (1 outside one)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def keras_loss_mean(loss, y_true, y_pred, sample_weight=None):
+    """A Keras loss's mean over this replica's batch, as it would be without tf.distribute.
+
+    Keras `Loss` objects divide their mean by the replica count inside a
+    strategy (Keras' own train_step relies on that); our steps scale the
+    total once with `per_replica`, so that factor is undone here. A plain
+    loss function (e.g. from a string) returns per-sample values: they are
+    averaged.
+    """
+    value = loss(y_true, y_pred, sample_weight=sample_weight) if isinstance(loss, keras.losses.Loss) \
+        else loss(y_true, y_pred)
+    if isinstance(loss, keras.losses.Loss):
+        return value * tf.cast(replica_count(), value.dtype)
+    value = tf.convert_to_tensor(value)
+    if sample_weight is not None:
+        value = value * tf.cast(tf.reshape(sample_weight, tf.shape(value)), value.dtype)
+    return tf.reduce_mean(value)
+
+
+def strategy_loss_unscaled(value, strategy):
+    """Undoes Keras' 1/replicas factor in a keras.distillation strategy whose losses are Loss objects."""
+    leaves = keras.tree.flatten(getattr(strategy, "loss", None))
+    if leaves and all(isinstance(leaf, keras.losses.Loss) for leaf in leaves if leaf is not None):
+        return value * tf.cast(replica_count(), value.dtype)
+    return value

@@ -25,7 +25,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer._training import ends_in_softmax
+from keras_transfer._training import keras_loss_mean
 from keras_transfer._training import per_replica
+from keras_transfer._training import strategy_loss_unscaled
 
 TEACHER_OUTPUTS = ("logits", "probabilities")
 _CACHE_KEY = "teacher"
@@ -340,7 +342,7 @@ class Distiller(keras.Model):
                     f"alpha={self.alpha} weighs a task loss, which needs labels y; pass y, "
                     "or alpha=0 to learn from the teacher alone."
                 )
-            terms["task_loss"] = self._student_loss(labels, student[0], sample_weight=sample_weight)
+            terms["task_loss"] = keras_loss_mean(self._student_loss, labels, student[0], sample_weight)
             total += self.alpha * terms["task_loss"]
         if self.alpha < 1:
             distillation = 0.0
@@ -371,7 +373,7 @@ class Distiller(keras.Model):
             return mse_distillation_loss(teacher_by_name[None], student_by_name[None], sample_weight)
         teacher_out = teacher_by_name[getattr(strategy, "teacher_layer_name", None)]
         student_out = student_by_name[getattr(strategy, "student_layer_name", None)]
-        return strategy.compute_loss(teacher_out, student_out)
+        return strategy_loss_unscaled(strategy.compute_loss(teacher_out, student_out), strategy)
 
     # -- training and evaluation --------------------------------------------------
 

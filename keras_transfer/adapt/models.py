@@ -8,6 +8,7 @@ Both train on `domain_pairs(...)` batches `((x_source, y_source), x_target)`
 import keras
 import tensorflow as tf
 
+from keras_transfer._training import keras_loss_mean
 from keras_transfer._training import per_replica
 from keras_transfer.adapt.layers import GradientReversal
 from keras_transfer.adapt.losses import DISCREPANCIES
@@ -81,7 +82,7 @@ class _AdaptationModel(keras.Model):
         return self._trackers + compiled
 
     def _task(self, y, logits, sample_weight):
-        return self._task_loss(y, logits, sample_weight=sample_weight)
+        return keras_loss_mean(self._task_loss, y, logits, sample_weight)
 
     def _report(self, terms, y, logits, sample_weight):
         batch_size = tf.shape(logits)[0]

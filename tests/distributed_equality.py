@@ -1,0 +1,103 @@
+"""Run by tests/test_distribute.py in a fresh process: two logical CPUs must be set before TF starts.
+
+Trains each custom train_step twice from the same weights on the same batches, once without a
+strategy and once under MirroredStrategy on two CPUs, and prints the largest weight and loss
+differences as JSON.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import tensorflow as tf  # noqa: E402
+
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_transfer as kt  # noqa: E402
+from keras_transfer.demo import small_cnn  # noqa: E402
+from keras_transfer.demo import small_student  # noqa: E402
+
+(X, Y), _ = kt.load_digits(seed=0)
+X, Y = X[:1024], Y[:1024]
+X_TARGET = X[:, :, ::-1, :].copy()  # mirrored digits: a shifted, unlabelled target domain
+
+
+def weights_of(seed, build):
+    keras.utils.set_random_seed(seed)
+    return build().get_weights()
+
+
+def distiller(loss):
+    teacher_weights = weights_of(0, lambda: small_cnn((8, 8, 1), 10))
+    student_weights = weights_of(1, lambda: small_student((8, 8, 1), 10))
+
+    def build():
+        teacher, student = small_cnn((8, 8, 1), 10), small_student((8, 8, 1), 10)
+        teacher.set_weights(teacher_weights)
+        student.set_weights(student_weights)
+        model = kt.Distiller(teacher, student, alpha=0.3, distillation_loss=loss)
+        model.compile(keras.optimizers.SGD(0.1), metrics=["accuracy"])
+        return model, student
+
+    def fit(model):
+        return model.fit(X, Y, epochs=2, batch_size=64, shuffle=False, verbose=0).history
+
+    return build, fit
+
+
+def lenet():
+    features = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+                                 keras.layers.Flatten()], name="features")
+    classifier = keras.Sequential([keras.Input((288,)), keras.layers.Dense(10)], name="classifier")
+    return features, classifier
+
+
+def dann():
+    keras.utils.set_random_seed(2)
+    reference = kt.adapt.DANN(*lenet())
+    start = reference.get_weights()
+
+    def build():
+        model = kt.adapt.DANN(*lenet())
+        model.set_weights(start)
+        model.compile(keras.optimizers.SGD(0.05), metrics=["accuracy"])
+        return model, model
+
+    def fit(model):
+        pairs = tf.data.Dataset.from_tensor_slices(((X, Y), X_TARGET)).batch(64)
+        return model.fit(pairs, epochs=2, verbose=0).history
+
+    return build, fit
+
+
+def compare(build, fit):
+    results = []
+    for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+        with strategy.scope():
+            model, trained = build()
+        history = fit(model)
+        results.append((trained.get_weights(), history))
+    (w1, h1), (w2, h2) = results
+    return {
+        "max_weight_diff": float(max(np.abs(a - b).max() for a, b in zip(w1, w2))),
+        "max_weight_change": float(max(np.abs(a - b).max() for a, b in zip(w1, build()[1].get_weights()))),
+        "max_log_diff": float(max(abs(a - b) for k in h1 for a, b in zip(h1[k], h2[k]))),
+        "logs": sorted(h1),
+    }
+
+
+CASES = {
+    "distiller_kl": lambda: distiller("kl"),
+    "distiller_keras_strategy": lambda: distiller(
+        keras.distillation.LogitsDistillation(4.0, loss=keras.losses.KLDivergence())),
+    "dann": dann,
+}
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or list(CASES)  # one per process when MirroredStrategy runs: see the test
+    print(json.dumps({name: compare(*CASES[name]()) for name in names}))
