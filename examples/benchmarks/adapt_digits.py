@@ -25,14 +25,13 @@ the first. Prints a table and writes results/adapt_digits.json.
 import argparse
 import os
 import statistics
-import time
 
 import keras
 import numpy as np
 
 import keras_transfer as kt
 from keras_transfer import adapt
-from fashion_common import mean_std, print_table, sparse_ce, write_json
+from fashion_common import EpochTimer, mean_std, print_table, sparse_ce, write_json
 
 BATCH, LEARNING_RATE = 64, 2e-4
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
@@ -73,18 +72,6 @@ def lenet(seed):
 def discriminator():
     return keras.Sequential([keras.layers.Dense(500, activation="relu"), keras.layers.Dense(500, activation="relu"),
                              keras.layers.Dense(1)], name="discriminator")
-
-
-class EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def make_model(row, seed):

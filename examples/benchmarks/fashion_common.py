@@ -81,6 +81,20 @@ class StepTimer(keras.callbacks.Callback):
         return statistics.median(self.seconds[skip:]) * steps_per_epoch
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of each epoch of fit (for steps_per_execution > 1, where step callbacks are coarse)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
 def accuracy(model, x, y):
     return float(np.mean(np.argmax(model.predict(x, batch_size=1000, verbose=0), -1) == y))
 

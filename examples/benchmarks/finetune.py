@@ -32,7 +32,7 @@ import keras
 import numpy as np
 
 import keras_transfer as kt
-from fashion_common import mean_std, print_table, sparse_ce, teacher_cnn, write_json
+from fashion_common import EpochTimer, mean_std, print_table, sparse_ce, teacher_cnn, write_json
 
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 BATCH, FEATURES = 32, "t_flatten"
@@ -104,18 +104,6 @@ def run_rows(source, train, test, steps, seed, cache_dir):
     model.fit(x, y, epochs=epochs, batch_size=BATCH, verbose=0)
     results["LoRA (rank 4)"] = test_accuracy(model, test)
     return results
-
-
-class EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def epoch_seconds(model, x, y, epochs=4):
