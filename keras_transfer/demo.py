@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from keras_transfer import datasets
 from keras_transfer import export
+from keras_transfer._files import atomic_file
 from keras_transfer.distill import Distiller
 from keras_transfer.evaluation import classification_report
 from keras_transfer.evaluation import plot_confusion_matrix
@@ -504,10 +505,8 @@ def default_settings(data):
 
 
 def _write_json(payload, path):
-    staging = path + ".tmp"
-    with open(staging, "w") as f:
+    with atomic_file(path) as temporary, open(temporary, "w") as f:
         json.dump(payload, f, indent=2)
-    os.replace(staging, path)
 
 
 def plot_report(report, path):

@@ -1,10 +1,11 @@
 """Classification reports and the pictures users look at: confusion matrix, curves, embeddings."""
 
 import dataclasses
-import os
-import tempfile
 
 import numpy as np
+
+from keras_transfer._files import atomic_file
+from keras_transfer._files import check_target
 
 
 @dataclasses.dataclass
@@ -116,20 +117,12 @@ def classification_report(model_or_outputs, data, class_names=None):
 def _save_figure(figure, path, overwrite):
     import matplotlib.pyplot as plt
 
-    path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".png")
-    os.close(handle)
+    path = check_target(path, overwrite)
     try:
-        figure.savefig(temporary, dpi=120, bbox_inches="tight")
-        os.replace(temporary, path)
+        with atomic_file(path, suffix=".png") as temporary:
+            figure.savefig(temporary, dpi=120, bbox_inches="tight")
     finally:
         plt.close(figure)
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return path
 
 

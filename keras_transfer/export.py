@@ -9,13 +9,15 @@ place; an existing target is replaced only with `overwrite=True`.
 
 import dataclasses
 import os
-import shutil
-import tempfile
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_transfer._files import check_target
+from keras_transfer._files import replace_path
+from keras_transfer._files import staging_dir
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 _CALIBRATION_SAMPLES = 200
@@ -66,11 +68,11 @@ def export_saved_model(model, path, overwrite=False):
     >>> report = export_saved_model(model, "export/student")  # doctest: +SKIP
     """
     _check_model(model)
-    path = _check_target(path, overwrite)
-    with _staging_dir(path) as staging:
+    path = check_target(path, overwrite)
+    with staging_dir(path) as staging:
         saved = os.path.join(staging, "saved_model")
         _write_saved_model(model, saved)
-        _replace(saved, path)
+        replace_path(saved, path)
     return ExportReport(path=path, format="saved_model", size_bytes=_size_of(path))
 
 
@@ -125,8 +127,8 @@ def export_tflite(
                 "inputs to calibrate activation ranges."
             )
         calibration = _calibration_examples(representative_data, model.inputs[0].shape)
-    path = _check_target(path, overwrite)
-    with _staging_dir(path) as staging:
+    path = check_target(path, overwrite)
+    with staging_dir(path) as staging:
         if quantize_aware:
             # Ranges come from training; the SavedModel route would ask for calibration data.
             converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -145,7 +147,7 @@ def export_tflite(
         with open(staged_file, "wb") as f:
             f.write(flatbuffer)
         report = _describe_tflite(staged_file, quantization)
-        _replace(staged_file, path)
+        replace_path(staged_file, path)
     return dataclasses.replace(report, path=path)
 
 
@@ -245,51 +247,6 @@ def _check_model(model):
             "model must be built with a known input shape before export: start it "
             "with keras.Input(shape=...) or call it once on a batch."
         )
-
-
-def _check_target(path, overwrite):
-    path = os.path.abspath(os.fspath(path))
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it.")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    return path
-
-
-class _staging_dir:
-    """A temporary folder beside `path`, so the final rename stays on one file system."""
-
-    def __init__(self, path):
-        self._parent = os.path.dirname(path)
-        self._prefix = "." + os.path.basename(path) + ".tmp-"
-
-    def __enter__(self):
-        self.name = tempfile.mkdtemp(prefix=self._prefix, dir=self._parent)
-        return self.name
-
-    def __exit__(self, *exc_info):
-        shutil.rmtree(self.name, ignore_errors=True)
-        return False
-
-
-def _replace(staged, path):
-    """Moves `staged` to `path`; an old `path` is set aside until the move succeeds."""
-    if not os.path.exists(path):
-        os.rename(staged, path)
-        return
-    if os.path.isfile(path) and os.path.isfile(staged):
-        os.replace(staged, path)
-        return
-    aside = staged + ".old"
-    os.rename(path, aside)
-    try:
-        os.rename(staged, path)
-    except OSError:
-        os.rename(aside, path)
-        raise
-    if os.path.isdir(aside):
-        shutil.rmtree(aside)
-    else:
-        os.remove(aside)
 
 
 def _size_of(path):

@@ -3,10 +3,11 @@
 import hashlib
 import json
 import os
-import tempfile
 
 import keras
 import numpy as np
+
+from keras_transfer._files import atomic_file
 
 
 def cache_key(backbone, x):
@@ -67,15 +68,8 @@ def extract_features(backbone, x, cache_dir=None, batch_size=256):
         return np.load(path, allow_pickle=False)
     features = _compute(backbone, x, batch_size)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npy.tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            np.save(f, features, allow_pickle=False)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    with atomic_file(path) as temporary, open(temporary, "wb") as f:
+        np.save(f, features, allow_pickle=False)
     return features
 
 
