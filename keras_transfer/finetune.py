@@ -16,15 +16,25 @@ _LORA_LAYERS = (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embed
                 keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 
 
+def _leaves_with_state(model):
+    """[(leaf layer, whether its weights train now)] in order, nested models opened up.
+
+    A leaf trains only when it and every model around it are trainable.
+    """
+    def walk(container, parent_trainable):
+        for layer in container.layers:
+            trainable = parent_trainable and layer.trainable
+            if isinstance(layer, keras.Model):
+                yield from walk(layer, trainable)
+            elif not isinstance(layer, keras.layers.InputLayer):
+                yield layer, trainable
+
+    return list(walk(model, model.trainable))
+
+
 def leaf_layers(model):
     """The model's layers in order, nested models opened up (no InputLayer)."""
-    leaves = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            leaves.extend(leaf_layers(layer))
-        elif not isinstance(layer, keras.layers.InputLayer):
-            leaves.append(layer)
-    return leaves
+    return [layer for layer, _ in _leaves_with_state(model)]
 
 
 def _weighted(layers):
@@ -43,19 +53,14 @@ def _find(layers, key, argument):
 
 
 def _effective_trainable(model):
-    """{id(leaf): whether its weights train now}, following trainable flags down the nesting."""
-    state = {}
+    """{id(leaf): whether its weights train now}."""
+    return {id(layer): trainable for layer, trainable in _leaves_with_state(model)}
 
-    def walk(container, parent_trainable):
-        for layer in container.layers:
-            trainable = parent_trainable and layer.trainable
-            if isinstance(layer, keras.Model):
-                walk(layer, trainable)
-            elif not isinstance(layer, keras.layers.InputLayer):
-                state[id(layer)] = trainable
 
-    walk(model, model.trainable)
-    return state
+def _also_train(model, layers):
+    """Makes `layers` trainable too; every other leaf keeps its current state."""
+    training = {i for i, on in _effective_trainable(model).items() if on}
+    _set_trainable(model, training | {id(layer) for layer in layers})
 
 
 def _set_trainable(model, trainable_ids):
@@ -134,8 +139,7 @@ def unfreeze(model, top=None, from_layer=None, batch_norm="frozen"):
         chosen = leaves[_find(leaves, from_layer, "from_layer"):]
     if batch_norm == "frozen":
         chosen = [layer for layer in chosen if not isinstance(layer, _BATCH_NORM)]
-    state = _effective_trainable(model)
-    _set_trainable(model, {i for i, on in state.items() if on} | {id(layer) for layer in chosen})
+    _also_train(model, chosen)
     return [layer.name for layer in chosen]
 
 
@@ -230,8 +234,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         layers = [layer for block in step for layer in block]
         if self.batch_norm == "frozen":
             layers = [layer for layer in layers if not isinstance(layer, _BATCH_NORM)]
-        state = _effective_trainable(target)
-        _set_trainable(target, {i for i, on in state.items() if on} | {id(layer) for layer in layers})
+        _also_train(target, layers)
         self.unfrozen_at[epoch] = [layer.name for layer in layers]
         refresh_training(self.model)
 
@@ -382,8 +385,7 @@ def add_lora(model, rank, layers=None, lora_alpha=None):
     for layer in chosen:
         if not isinstance(layer, _LORA_LAYERS):
             raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) does not support LoRA.")
-    state = _effective_trainable(model)
-    _set_trainable(model, {i for i, on in state.items() if on} | {id(layer) for layer in chosen})
+    _also_train(model, chosen)
     for layer in chosen:
         layer.enable_lora(rank, lora_alpha=lora_alpha)
     return [layer.name for layer in chosen]
