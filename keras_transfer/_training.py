@@ -12,7 +12,7 @@ def per_replica(loss):
     the number of replicas makes that sum the gradient of the global mean.
     Outside a strategy this is the identity.
     """
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    replicas = replica_count()
     return loss if replicas == 1 else loss / tf.cast(replicas, loss.dtype)
 
 
@@ -41,11 +41,10 @@ def keras_loss_mean(loss, y_true, y_pred, sample_weight=None):
     loss function (e.g. from a string) returns per-sample values: they are
     averaged.
     """
-    value = loss(y_true, y_pred, sample_weight=sample_weight) if isinstance(loss, keras.losses.Loss) \
-        else loss(y_true, y_pred)
     if isinstance(loss, keras.losses.Loss):
+        value = loss(y_true, y_pred, sample_weight=sample_weight)
         return value * tf.cast(replica_count(), value.dtype)
-    value = tf.convert_to_tensor(value)
+    value = tf.convert_to_tensor(loss(y_true, y_pred))
     if sample_weight is not None:
         value = value * tf.cast(tf.reshape(sample_weight, tf.shape(value)), value.dtype)
     return tf.reduce_mean(value)

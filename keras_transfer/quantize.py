@@ -298,7 +298,7 @@ def calibrate_activation_ranges(qat, float_model, data, batch_size=256):
         source = _tracked_layer_name(layer)
         if source is not None:
             tracked[layer.name] = source
-    names = sorted({name for name in tracked.values() if name is not None and name != "<input>"})
+    names = sorted(set(tracked.values()) - {"<input>"})
     probe = type(float_model)(float_model.inputs, [float_model.get_layer(n).output for n in names]) if names else None
     ranges = {"<input>": (float(np.min(data)), float(np.max(data)))}
     if probe is not None:
