@@ -45,6 +45,8 @@ from keras_transfer.finetune import layerwise_optimizer  # noqa: E402
 from keras_transfer.finetune import refresh_training  # noqa: E402
 from keras_transfer.finetune import unfreeze  # noqa: E402
 from keras_transfer.hub import HubLayer  # noqa: E402
+from keras_transfer.multitask import MultiTaskModel  # noqa: E402
+from keras_transfer.multitask import task_batches  # noqa: E402
 from keras_transfer.quantize import quantize_aware  # noqa: E402
 from keras_transfer.quantize import to_tf_keras  # noqa: E402
 from keras_transfer.transferability import leep  # noqa: E402

@@ -32,6 +32,13 @@ def replica_count():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def global_sum(value):
+    """The sum of a per-replica value over all replicas (the value itself outside a strategy)."""
+    if replica_count() == 1:
+        return value
+    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 def keras_loss_mean(loss, y_true, y_pred, sample_weight=None):
     """A Keras loss's mean over this replica's batch, as it would be without tf.distribute.
 
