@@ -63,3 +63,25 @@ def strategy_loss_unscaled(value, strategy):
     if leaves and all(isinstance(leaf, keras.losses.Loss) for leaf in leaves if leaf is not None):
         return value * tf.cast(replica_count(), value.dtype)
     return value
+
+
+class SavesCompileArguments:
+    """Mixin for Models whose compile() takes its own arguments (task losses, ...).
+
+    `_own_compile_arguments()` returns them; they are saved in the .keras
+    file's compile config and passed back to compile() on load.
+    """
+
+    def _own_compile_arguments(self):
+        return {}
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config is not None:
+            config.update({key: keras.saving.serialize_keras_object(value)
+                           for key, value in self._own_compile_arguments().items()})
+        return config
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        self.optimizer.build(self.trainable_variables)

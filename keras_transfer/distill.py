@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer._training import SavesCompileArguments
 from keras_transfer._training import ends_in_softmax
 from keras_transfer._training import keras_loss_mean
 from keras_transfer._training import per_replica
@@ -154,7 +155,7 @@ def _layer_output(model, name, role):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class Distiller(keras.Model):
+class Distiller(SavesCompileArguments, keras.Model):
     """Trains a student to match a frozen teacher (and the labels, by `alpha`).
 
     Args:
@@ -394,16 +395,8 @@ class Distiller(keras.Model):
         )
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        if config is not None:
-            config["student_loss"] = keras.saving.serialize_keras_object(self._student_loss)
-        return config
-
-    def compile_from_config(self, config):
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        self.optimizer.build(self.trainable_variables)
+    def _own_compile_arguments(self):
+        return {"student_loss": self._student_loss}
 
     @property
     def metrics(self):

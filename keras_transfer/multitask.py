@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer._training import SavesCompileArguments
 from keras_transfer._training import global_sum
 from keras_transfer._training import per_replica
 from keras_transfer._training import replica_count
@@ -109,7 +110,7 @@ def _accuracy_for(loss):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class MultiTaskModel(keras.Model):
+class MultiTaskModel(SavesCompileArguments, keras.Model):
     """A shared backbone with one head per task, trained on batches that label some tasks.
 
     Loss = sum over tasks of `loss_weights[task]` · the task's mean loss over
@@ -192,15 +193,8 @@ class MultiTaskModel(keras.Model):
             return type(metric).from_config(config)
         return keras.metrics.MeanMetricWrapper(metric, name=f"{task}_{metric.__name__}")
 
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        if config is not None and hasattr(self, "_compile_args"):
-            config.update({key: keras.saving.serialize_keras_object(value) for key, value in self._compile_args.items()})
-        return config
-
-    def compile_from_config(self, config):
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        self.optimizer.build(self.trainable_variables)
+    def _own_compile_arguments(self):
+        return self._compile_args
 
     @property
     def metrics(self):

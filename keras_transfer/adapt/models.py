@@ -8,6 +8,7 @@ Both train on `domain_pairs(...)` batches `((x_source, y_source), x_target)`
 import keras
 import tensorflow as tf
 
+from keras_transfer._training import SavesCompileArguments
 from keras_transfer._training import keras_loss_mean
 from keras_transfer._training import per_replica
 from keras_transfer.adapt.layers import GradientReversal
@@ -44,7 +45,7 @@ def _unpack_pair(data):
     return x_source, y_source, weights, x_target
 
 
-class _AdaptationModel(keras.Model):
+class _AdaptationModel(SavesCompileArguments, keras.Model):
     """What DANN and DiscrepancyAdapter share: the task model, compile, metrics, evaluation."""
 
     _terms = ("loss", "task_loss")
@@ -66,15 +67,8 @@ class _AdaptationModel(keras.Model):
         self._task_loss = keras.losses.get(loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        if config is not None:
-            config["loss"] = keras.saving.serialize_keras_object(self._task_loss)
-        return config
-
-    def compile_from_config(self, config):
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        self.optimizer.build(self.trainable_variables)
+    def _own_compile_arguments(self):
+        return {"loss": self._task_loss}
 
     @property
     def metrics(self):
