@@ -51,5 +51,9 @@ from keras_transfer.quantize import quantize_aware  # noqa: E402
 from keras_transfer.quantize import to_tf_keras  # noqa: E402
 from keras_transfer.transferability import leep  # noqa: E402
 from keras_transfer.transferability import logme  # noqa: E402
+from keras_transfer.zeroshot import HingeRankingLoss  # noqa: E402
+from keras_transfer.zeroshot import ZeroShotClassifier  # noqa: E402
+from keras_transfer.zeroshot import hinge_ranking_loss  # noqa: E402
+from keras_transfer.zeroshot import zero_shot_evaluation  # noqa: E402
 
 __version__ = "0.1.0"
