@@ -9,6 +9,7 @@ from keras_transfer.adapt import Discrepancy
 from keras_transfer.adapt import GradientReversal
 from keras_transfer.adapt import cmd
 from keras_transfer.adapt import coral
+from keras_transfer.adapt import importance_weighted_risk
 from keras_transfer.adapt import importance_weights
 from keras_transfer.adapt import mmd
 from keras_transfer.adapt import proxy_a_distance
@@ -187,3 +188,18 @@ def test_importance_weights_favour_source_samples_that_look_like_the_target(rng)
         importance_weights(source, rng.normal(size=(10, 2)))
     with pytest.raises(ValueError, match="target must be a non-empty"):
         importance_weights(source, np.zeros((0, 1)))
+
+
+def test_importance_weighted_risk_estimates_the_loss_where_the_target_lives(rng):
+    loss_at = lambda x: (x[:, 0] > 0.5).astype(float)  # noqa: E731  the model errs for x > 0.5
+    source = rng.normal(size=(3000, 1))
+    target = rng.normal(size=(3000, 1)) + 1.0
+    risk = importance_weighted_risk(loss_at(source), source, target)
+    assert risk == pytest.approx(loss_at(target).mean(), abs=0.1)  # true target error 0.69
+    assert abs(risk - loss_at(target).mean()) < 0.5 * abs(loss_at(source).mean() - loss_at(target).mean())
+    same = importance_weighted_risk(loss_at(source), source, rng.normal(size=(3000, 1)))
+    assert same == pytest.approx(loss_at(source).mean(), abs=0.03)
+    with pytest.raises(ValueError, match="one loss per sample"):
+        importance_weighted_risk(np.ones(5), source, target)
+    with pytest.raises(ValueError, match="NaN"):
+        importance_weighted_risk(np.full(3000, np.nan), source, target)

@@ -9,7 +9,8 @@ from keras_transfer.adapt.losses import mmd
 from keras_transfer.adapt.metrics import proxy_a_distance
 from keras_transfer.adapt.models import DANN
 from keras_transfer.adapt.models import DiscrepancyAdapter
+from keras_transfer.adapt.reweight import importance_weighted_risk
 from keras_transfer.adapt.reweight import importance_weights
 
 __all__ = ["DANN", "DANNSchedule", "Discrepancy", "DiscrepancyAdapter", "GradientReversal", "cmd", "coral",
-           "importance_weights", "mmd", "proxy_a_distance"]
+           "importance_weighted_risk", "importance_weights", "mmd", "proxy_a_distance"]
