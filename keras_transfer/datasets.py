@@ -11,6 +11,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer._checks import require_finite
+
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -355,6 +357,8 @@ def domain_pairs(source, target, batch_size=32, seed=None, shuffle=True):
             "to_common_shape() can bring image domains to one shape."
         )
     y_source = _check_labels(y_source, len(x_source), "source labels")
+    require_finite(x_source, "source inputs")
+    require_finite(x_target, "target inputs")
     steps = -(-max(len(x_source), len(x_target)) // batch_size)
     source_stream = _endless(
         tf.data.Dataset.from_tensor_slices((x_source, y_source)), len(x_source), shuffle, seed

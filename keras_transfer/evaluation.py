@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 
+from keras_transfer._checks import require_finite
 from keras_transfer._files import atomic_file
 from keras_transfer._files import check_target
 
@@ -86,7 +87,7 @@ def classification_report(model_or_outputs, data, class_names=None):
         x, y = data
     else:
         x, y = None, data
-    scores = _scores(model_or_outputs, x)
+    scores = require_finite(_scores(model_or_outputs, x), "outputs of model_or_outputs")
     y = np.asarray(y)
     if scores.ndim != 2 or len(scores) != len(y) or len(y) == 0:
         raise ValueError(f"outputs must be (n, classes) for n = {len(y)} labels; got shape {scores.shape}.")

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer._checks import require_finite
 from keras_transfer._files import check_target
 from keras_transfer._files import replace_path
 from keras_transfer._files import staging_dir
@@ -226,7 +227,7 @@ def _calibration_examples(data, input_shape):
             f"representative_data must be a non-empty batch of model inputs of shape "
             f"(n, {', '.join(str(d) for d in expected)}), got {examples.shape}."
         )
-    return examples[:_CALIBRATION_SAMPLES].astype("float32")
+    return require_finite(examples[:_CALIBRATION_SAMPLES].astype("float32"), "representative_data")
 
 
 def _check_model(model):

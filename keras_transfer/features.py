@@ -63,6 +63,8 @@ def extract_features(backbone, x, cache_dir=None, batch_size=256):
         raise ValueError(f"x has samples of shape {x.shape[1:]}; backbone {backbone.name!r} takes {expected}.")
     if cache_dir is None:
         return _compute(backbone, x, batch_size)
+    if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise NotADirectoryError(f"cache_dir must be a folder (created if missing); {os.fspath(cache_dir)!r} is a file.")
     path = os.path.join(os.fspath(cache_dir), f"features-{cache_key(backbone, x)[:32]}.npy")
     if os.path.exists(path):
         return np.load(path, allow_pickle=False)

@@ -41,6 +41,13 @@ def resolve_handle(handle):
     return handle
 
 
+def _load_module(path, handle):
+    try:
+        return tf.saved_model.load(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"handle {handle!r} is not a loadable TF2 SavedModel: {error}") from error
+
+
 def _endpoint(loaded, signature, handle):
     """The function to call: a named signature, else `__call__`, else `serve`."""
     if signature is not None:
@@ -149,7 +156,7 @@ class HubLayer(keras.layers.Layer):
         self.output_key = output_key
         self.training_mode = bool(training_mode)
         self.arguments = dict(arguments or {})
-        self._module = tf.saved_model.load(resolve_handle(self.handle))
+        self._module = _load_module(resolve_handle(self.handle), self.handle)
         self._function = _endpoint(self._module, signature, self.handle)
         self._has_training_argument = signature is None and _takes_training_argument(self._function)
         if self.training_mode and not self._has_training_argument:

@@ -11,7 +11,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer._checks import require_finite
 from keras_transfer._training import SavesCompileArguments
+from keras_transfer.datasets import _check_labels
 from keras_transfer._training import global_sum
 from keras_transfer._training import per_replica
 from keras_transfer._training import replica_count
@@ -84,6 +86,8 @@ def _check_tasks(tasks, batch_size):
             raise ValueError(f"tasks[{name!r}] inputs have shape {x.shape[1:]} per sample, other tasks "
                              f"{input_shape}; the shared backbone needs one input shape.")
         input_shape = x.shape[1:]
+        y = _check_labels(y, len(x), f"tasks[{name!r}] labels")
+        require_finite(x, f"tasks[{name!r}] inputs")
         y = y.astype("int32") if np.issubdtype(y.dtype, np.integer) else y.astype("float32")
         arrays[name] = (x.astype("float32"), y)
     return arrays

@@ -2,12 +2,15 @@
 
 import numpy as np
 
+from keras_transfer._checks import require_finite
+
 
 def _check(features_or_probs, labels, name):
     values = np.asarray(features_or_probs, dtype="float64")
     labels = np.asarray(labels)
     if values.ndim != 2 or len(values) == 0:
         raise ValueError(f"{name} must be a non-empty (n, d) array; got shape {values.shape}.")
+    require_finite(values, name)
     if labels.shape != (len(values),):
         raise ValueError(f"labels must have shape ({len(values)},) to match {name}; got {labels.shape}.")
     if labels.dtype.kind not in "iu" or labels.min() < 0:

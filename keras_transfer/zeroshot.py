@@ -11,6 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer._checks import require_finite
+
 
 def hinge_ranking_loss(y_true, scores, margin=1.0):
     """Per-sample max(0, margin − s_y + max_{m≠y} s_m).
@@ -65,8 +67,7 @@ def _attribute_table(class_attributes, argument="class_attributes"):
     if table.ndim != 2 or table.shape[0] < 2 or table.shape[1] < 1:
         raise ValueError(f"{argument} must be a (classes, attributes) table with at least 2 classes; "
                          f"got shape {table.shape}.")
-    if not np.all(np.isfinite(table)):
-        raise ValueError(f"{argument} holds NaN or inf values.")
+    require_finite(table, argument)
     return table
 
 

@@ -9,6 +9,9 @@ import tensorflow as tf
 
 
 def _as_float(x, y):
+    x_shape, y_shape = tuple(x.shape[1:]), tuple(y.shape[1:])
+    if None not in x_shape + y_shape and x_shape != y_shape:
+        raise ValueError(f"x and y must have the same features per sample; got x {x_shape} and y {y_shape}.")
     x = tf.cast(tf.reshape(x, [tf.shape(x)[0], -1]), tf.float32)
     y = tf.cast(tf.reshape(y, [tf.shape(y)[0], -1]), tf.float32)
     return x, y

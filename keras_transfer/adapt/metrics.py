@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from keras_transfer._checks import require_finite
+
 
 def proxy_a_distance(source_features, target_features, seed=0, C=1.0):
     """2·(1 − 2·err) of a linear domain classifier trained on half the data, tested on the other half.
@@ -33,6 +35,7 @@ def proxy_a_distance(source_features, target_features, seed=0, C=1.0):
     for name, array in (("source_features", source), ("target_features", target)):
         if array.ndim < 2 or len(array) < 2:
             raise ValueError(f"{name} needs at least 2 samples with a feature axis; got shape {array.shape}.")
+        require_finite(array, name)
     if source.shape[1:] != target.shape[1:]:
         raise ValueError(f"source_features have shape {source.shape[1:]} per sample, target_features "
                          f"{target.shape[1:]}; they must match.")

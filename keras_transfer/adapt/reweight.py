@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from keras_transfer._checks import require_finite
+
 
 def importance_weights(source, target, clip=(0.1, 10.0), C=1.0, seed=0):
     """Weights for source samples from a domain classifier (discriminative density-ratio estimate).
@@ -35,6 +37,7 @@ def importance_weights(source, target, clip=(0.1, 10.0), C=1.0, seed=0):
     for name, array in (("source", source), ("target", target)):
         if array.ndim < 2 or len(array) == 0:
             raise ValueError(f"{name} must be a non-empty array of samples with a feature axis; got shape {array.shape}.")
+        require_finite(array, name)
     if source.shape[1:] != target.shape[1:]:
         raise ValueError(f"source has shape {source.shape[1:]} per sample, target {target.shape[1:]}; they must match.")
     x = np.concatenate([source.reshape(len(source), -1), target.reshape(len(target), -1)])
@@ -78,7 +81,6 @@ def importance_weighted_risk(source_losses, source_features, target_features, cl
     if len(losses) != len(source_features):
         raise ValueError(f"source_losses has {len(losses)} values for {len(source_features)} source_features; "
                          "expected one loss per sample.")
-    if not np.all(np.isfinite(losses)):
-        raise ValueError("source_losses holds NaN or inf values.")
+    require_finite(losses, "source_losses")
     weights = importance_weights(source_features, target_features, clip=clip, seed=seed)
     return float(np.mean(weights * losses))

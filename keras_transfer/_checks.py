@@ -1,0 +1,12 @@
+"""Input checks shared by the public entry points."""
+
+import numpy as np
+
+
+def require_finite(values, argument):
+    """Raises a ValueError naming `argument` if `values` hold NaN or inf; returns them unchanged."""
+    array = np.asarray(values)
+    if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(f"{argument} holds NaN or inf values ({bad} of {array.size}); expected finite numbers.")
+    return values
