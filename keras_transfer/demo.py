@@ -1,13 +1,15 @@
 """`keras-transfer demo`: the whole transfer chain on one screen.
 
 A source model learns half of the classes; the other half is the target task,
-with only a few labelled images per class. The demo trains the target model
-from scratch as the baseline, transfers the source model by fine-tuning,
+with only a few labelled images per class. The demo adapts a copy of the
+source network, without labels, to the source classes under uneven light
+(MMD; see `demo_adaptation`), trains the target model from scratch as the
+baseline, transfers the source model by fine-tuning,
 distils the fine-tuned model into a small student on the unlabelled target
 images, exports the student as SavedModel and TFLite (float32, int8
 post-training and int8 quantization-aware), checks each exported file against
 the Keras student on held-out target data, and writes a table (printed, JSON)
-and a figure (PNG).
+and figures (PNG).
 
 Each stage is one function that returns a `StageResult`, so a new capability
 joins the demo as one more function in `STAGES`' order.
@@ -23,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer import datasets
+from keras_transfer.demo_adaptation import run_adaptation_stage
 from keras_transfer import export
 from keras_transfer._files import atomic_file
 from keras_transfer.distill import Distiller
@@ -60,6 +63,7 @@ class DemoSettings:
     fine_tune_epochs: int = 75
     distill_epochs: int = 40
     qat_epochs: int = 5
+    adapt_epochs: int = 30
     source_limit: int = None
     batch_size: int = 64
     seed: int = 0
@@ -272,6 +276,24 @@ def fine_tune_from_source(task, source_model, settings):
     return model, row
 
 
+def adapt_to_uneven_light(task, settings, out_dir):
+    """Stage 2: unsupervised domain adaptation to the source classes under uneven light.
+
+    See `keras_transfer.demo_adaptation`: half the source labels, the other
+    half's images under a brightness ramp without labels; source-only vs
+    MMD-adapted, both tested on the source test images under the same light.
+    """
+    result = run_adaptation_stage(task, settings, os.path.join(out_dir, "adaptation_embedding.png"),
+                                  os.path.join(out_dir, "adaptation_curves.png"))
+    rows = [
+        StageResult(stage="uneven light, source only", evaluated_on="source test, uneven light",
+                    accuracy=result.source_only_accuracy),
+        StageResult(stage="uneven light, adapted (MMD, no labels)", evaluated_on="source test, uneven light",
+                    accuracy=result.adapted_accuracy, seconds=result.seconds),
+    ]
+    return rows, result
+
+
 def distill_student(task, teacher, settings):
     """Stage 4: a small student learns from the fine-tuned teacher on unlabelled target images.
 
@@ -389,6 +411,7 @@ class DemoReport:
     rows: list
     files: dict
     settings: DemoSettings
+    adaptation: dict = dataclasses.field(default_factory=dict)
 
     def table(self):
         """The rows as a fixed-width text table."""
@@ -417,6 +440,7 @@ class DemoReport:
             "settings": dataclasses.asdict(self.settings),
             "rows": [dataclasses.asdict(row) for row in self.rows],
             "files": self.files,
+            "adaptation": self.adaptation,
         }
 
 
@@ -456,6 +480,7 @@ def run_demo(data="digits", out="export", settings=None, overwrite=False, fashio
     )
     os.makedirs(run_dir)
     source_model, source_row = train_source(task, settings)
+    shifted_rows, adaptation = adapt_to_uneven_light(task, settings, run_dir)
     _, scratch_row = train_target_from_scratch(task, settings)
     teacher, tuned_row = fine_tune_from_source(task, source_model, settings)
     student, student_row = distill_student(task, teacher, settings)
@@ -471,6 +496,7 @@ def run_demo(data="digits", out="export", settings=None, overwrite=False, fashio
     tflite_qat, qat_row = export_quantize_aware_stage(student, teacher, task, run_dir, settings)
     rows = [
         source_row,
+        *shifted_rows,
         scratch_row,
         dataclasses.replace(tuned_row, file_bytes=os.path.getsize(files["teacher_keras"])),
         dataclasses.replace(student_row, file_bytes=os.path.getsize(files["student_keras"])),
@@ -487,8 +513,12 @@ def run_demo(data="digits", out="export", settings=None, overwrite=False, fashio
         "json": os.path.join(run_dir, "demo_report.json"),
         "png": os.path.join(run_dir, "demo_report.png"),
         "confusion_png": plot_deployed_confusion(task, tflite_int8.path, run_dir),
+        "adaptation_embedding_png": adaptation.embedding_png,
+        "adaptation_curves_png": adaptation.curves_png,
     })
-    report = DemoReport(data=data, rows=rows, files=files, settings=settings)
+    report = DemoReport(data=data, rows=rows, files=files, settings=settings,
+                        adaptation={"proxy_a_distance_source_only": adaptation.source_only_pad,
+                                    "proxy_a_distance_adapted": adaptation.adapted_pad})
     _write_json(report.to_json(), report.files["json"])
     plot_report(report, report.files["png"])
     return report
@@ -499,7 +529,7 @@ def default_settings(data):
     if data == "fashion_mnist":
         return DemoSettings(
             labels_per_class=10, source_epochs=3, target_epochs=150, fine_tune_epochs=75,
-            distill_epochs=5, qat_epochs=1, source_limit=15000, batch_size=128,
+            distill_epochs=5, qat_epochs=1, adapt_epochs=3, source_limit=15000, batch_size=128,
         )
     return DemoSettings()
 

@@ -17,7 +17,7 @@ from tests.conftest import REPO
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = demo.DemoSettings(
     labels_per_class=5, source_epochs=5, target_epochs=10, fine_tune_epochs=5,
-    distill_epochs=5, qat_epochs=3, verbose=0,
+    distill_epochs=5, qat_epochs=3, adapt_epochs=3, verbose=0,
 )
 
 
@@ -66,7 +66,7 @@ def test_run_writes_every_file_it_names(small_run):
     for kind, path in report.files.items():
         assert os.path.exists(path), kind
         assert os.path.commonpath([path, str(out)]) == str(out)
-    for figure in ("png", "confusion_png"):
+    for figure in ("png", "confusion_png", "adaptation_embedding_png", "adaptation_curves_png"):
         with open(report.files[figure], "rb") as f:
             assert f.read(8) == PNG_SIGNATURE
         assert os.path.getsize(report.files[figure]) > 10_000
@@ -78,10 +78,12 @@ def test_json_holds_the_table(small_run):
         payload = json.load(f)
     stages = [row["stage"] for row in payload["rows"]]
     assert stages == [
-        "source model", "target from scratch", "fine-tuned from source", "distilled student",
+        "source model", "uneven light, source only", "uneven light, adapted (MMD, no labels)",
+        "target from scratch", "fine-tuned from source", "distilled student",
         "SavedModel", "TFLite float32", "TFLite int8", "TFLite int8 QAT",
     ]
     assert payload["settings"]["labels_per_class"] == 5
+    assert set(payload["adaptation"]) == {"proxy_a_distance_source_only", "proxy_a_distance_adapted"}
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in payload["rows"])
     table = report.table()
     for stage in stages:
@@ -130,13 +132,18 @@ def test_cli_demo_with_default_settings(tmp_path):
     run_dir = tmp_path / "demo-digits"
     for name in ("teacher.keras", "student.keras", "student_float32.tflite", "student_int8.tflite",
                  "student_int8_qat.tflite", "demo_report.json", "demo_report.png", "confusion_int8.png",
-                 "saved_model/saved_model.pb"):
+                 "adaptation_embedding.png", "adaptation_curves.png", "saved_model/saved_model.pb"):
         assert (run_dir / name).exists(), name
     rows = json.loads((run_dir / "demo_report.json").read_text())["rows"]
     by_stage = {row["stage"]: row for row in rows}
     assert by_stage["source model"]["accuracy"] > 0.9  # the source task is really learnt
     assert by_stage["TFLite int8"]["agreement"] >= 0.95
     assert by_stage["TFLite int8 QAT"]["agreement"] >= 0.95
+    # adaptation without target labels helps under uneven light, and brings the domains closer
+    assert by_stage["uneven light, adapted (MMD, no labels)"]["accuracy"] > by_stage["uneven light, source only"][
+        "accuracy"]
+    adaptation = json.loads((run_dir / "demo_report.json").read_text())["adaptation"]
+    assert adaptation["proxy_a_distance_adapted"] < adaptation["proxy_a_distance_source_only"]
     # the student learnt the teacher's task from unlabelled images
     assert by_stage["distilled student"]["accuracy"] > 0.5
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
