@@ -10,6 +10,7 @@ require_tensorflow_backend()
 
 from keras_transfer import adapt  # noqa: E402
 from keras_transfer.backbones import load_backbone  # noqa: E402
+from keras_transfer.callbacks import NonFiniteLoss  # noqa: E402
 from keras_transfer.datasets import domain_pairs  # noqa: E402
 from keras_transfer.datasets import load_digits  # noqa: E402
 from keras_transfer.datasets import load_fashion_mnist  # noqa: E402

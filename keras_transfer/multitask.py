@@ -239,6 +239,8 @@ class MultiTaskModel(SavesCompileArguments, keras.Model):
         loss = self._task_losses[name]
         values = loss.call(y_true, y_pred) if isinstance(loss, keras.losses.Loss) else loss(y_true, y_pred)
         values = tf.cast(values, "float32")
+        if values.shape.rank == 0:  # a loss function that averaged already
+            values = tf.fill(tf.shape(y_pred)[:1], values)
         return tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=-1)
 
     def train_step(self, data):
