@@ -75,6 +75,34 @@ def dann():
     return build, fit
 
 
+def multitask():
+    """Two heads; in each batch of 64, 40 samples are labelled for "low" and 24 for "high", so the two
+    replicas see different counts per task and only a global count gives the single-device mean."""
+    def network():
+        backbone = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+                                     keras.layers.Flatten()], name="backbone")
+        heads = {name: keras.Sequential([keras.Input((288,)), keras.layers.Dense(5)], name=name)
+                 for name in ("low", "high")}
+        return kt.MultiTaskModel(backbone, heads, loss_weights={"high": 0.5})
+
+    keras.utils.set_random_seed(3)
+    start = network().get_weights()
+    pattern = np.tile(np.r_[np.ones(40), np.zeros(24)], len(X) // 64).astype("float32")
+    labels = {"low": (Y % 5).astype("int32"), "high": (Y // 2).astype("int32")}
+    masks = {"low": pattern, "high": 1.0 - pattern}
+
+    def build():
+        model = network()
+        model.set_weights(start)
+        model.compile(keras.optimizers.SGD(0.05), metrics=["accuracy"])
+        return model, model
+
+    def fit(model):
+        return model.fit(tf.data.Dataset.from_tensor_slices((X, labels, masks)).batch(64), epochs=2, verbose=0).history
+
+    return build, fit
+
+
 def compare(build, fit):
     results = []
     for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
@@ -96,6 +124,7 @@ CASES = {
     "distiller_keras_strategy": lambda: distiller(
         keras.distillation.LogitsDistillation(4.0, loss=keras.losses.KLDivergence())),
     "dann": dann,
+    "multitask": multitask,
 }
 
 if __name__ == "__main__":

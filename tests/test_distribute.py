@@ -22,7 +22,7 @@ def run_case(case):
     return json.loads(result.stdout.strip().splitlines()[-1])[case]
 
 
-@pytest.mark.parametrize("case", ["distiller_kl", "distiller_keras_strategy", "dann"])
+@pytest.mark.parametrize("case", ["distiller_kl", "distiller_keras_strategy", "dann", "multitask"])
 def test_same_weights_and_logs_with_and_without_a_strategy(case):
     found = run_case(case)
     assert found["max_weight_change"] > 1e-3, "training moved the weights"
