@@ -30,8 +30,9 @@ def _demo(args):
     print()
     print(report.table())
     print()
+    width = max(len(kind) for kind in report.files)
     for kind, path in report.files.items():
-        print(f"{kind:>15}: {os.path.relpath(path)}")
+        print(f"{kind:>{width}}: {os.path.relpath(path)}")
     return 0
 
 
