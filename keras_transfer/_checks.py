@@ -1,5 +1,6 @@
 """Input checks shared by the public entry points."""
 
+import keras
 import numpy as np
 
 
@@ -10,3 +11,10 @@ def require_finite(values, argument):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise ValueError(f"{argument} holds NaN or inf values ({bad} of {array.size}); expected finite numbers.")
     return values
+
+
+def require_layer(value, argument):
+    """Raises a TypeError naming `argument` unless `value` is a Keras model or layer; returns it."""
+    if not isinstance(value, keras.layers.Layer):
+        raise TypeError(f"{argument} must be a Keras model or layer; got {type(value).__name__}.")
+    return value

@@ -298,7 +298,7 @@ def _check_images(x, name):
 def _check_labels(y, n, name):
     y = np.asarray(y)
     if len(y) != n:
-        raise ValueError(f"{name} has {len(y)} labels for {n} inputs; expected one per input.")
+        raise ValueError(f"{name} has {len(y)} labels for {n} inputs; expected one label per input.")
     if y.ndim == 1:
         if not np.issubdtype(y.dtype, np.integer):
             raise ValueError(f"{name} must hold integer class indices, got dtype {y.dtype}.")

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer._checks import require_layer
 from keras_transfer._training import SavesCompileArguments
 from keras_transfer._training import ends_in_softmax
 from keras_transfer._training import keras_loss_mean
@@ -232,9 +233,8 @@ class Distiller(SavesCompileArguments, keras.Model):
 
     @staticmethod
     def _check_arguments(teacher, student, temperature, alpha, teacher_outputs):
-        for role, model in (("teacher", teacher), ("student", student)):
-            if not isinstance(model, keras.layers.Layer):
-                raise TypeError(f"{role} must be a Keras model or layer, got {type(model).__name__}.")
+        require_layer(teacher, "teacher")
+        require_layer(student, "student")
         if not isinstance(temperature, (int, float)) or temperature <= 0:
             raise ValueError(f"temperature must be a number > 0, got {temperature!r}.")
         if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:

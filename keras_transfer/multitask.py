@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer._checks import require_finite
+from keras_transfer._checks import require_layer
 from keras_transfer._training import SavesCompileArguments
 from keras_transfer.datasets import _check_labels
 from keras_transfer._training import global_sum
@@ -78,15 +79,13 @@ def _check_tasks(tasks, batch_size):
         x, y = np.asarray(data[0]), np.asarray(data[1])
         if x.ndim < 2 or len(x) == 0:
             raise ValueError(f"tasks[{name!r}] inputs must be a non-empty batch of samples; got shape {x.shape}.")
-        if len(y) != len(x):
-            raise ValueError(f"tasks[{name!r}] has {len(x)} inputs and {len(y)} labels; expected one label per input.")
+        y = _check_labels(y, len(x), f"tasks[{name!r}] labels")
         if len(x) < batch_size:
             raise ValueError(f"tasks[{name!r}] has {len(x)} samples, fewer than batch_size={batch_size}.")
         if input_shape is not None and x.shape[1:] != input_shape:
             raise ValueError(f"tasks[{name!r}] inputs have shape {x.shape[1:]} per sample, other tasks "
                              f"{input_shape}; the shared backbone needs one input shape.")
         input_shape = x.shape[1:]
-        y = _check_labels(y, len(x), f"tasks[{name!r}] labels")
         require_finite(x, f"tasks[{name!r}] inputs")
         y = y.astype("int32") if np.issubdtype(y.dtype, np.integer) else y.astype("float32")
         arrays[name] = (x.astype("float32"), y)
@@ -136,15 +135,13 @@ class MultiTaskModel(SavesCompileArguments, keras.Model):
 
     def __init__(self, backbone, heads, loss_weights=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(backbone, keras.layers.Layer):
-            raise TypeError(f"backbone must be a Keras model or layer; got {type(backbone).__name__}.")
+        require_layer(backbone, "backbone")
         if not isinstance(heads, dict) or not heads:
             raise ValueError(f"heads must be a non-empty dict {{task name: head model}}; got {type(heads).__name__}.")
         for name, head in heads.items():
             if not isinstance(name, str) or not name.isidentifier():
                 raise ValueError(f"head names must be identifiers (they name logs); got {name!r}.")
-            if not isinstance(head, keras.layers.Layer):
-                raise TypeError(f"heads[{name!r}] must be a Keras model or layer; got {type(head).__name__}.")
+            require_layer(head, f"heads[{name!r}]")
         unknown = sorted(set(loss_weights or {}) - set(heads))
         if unknown:
             raise ValueError(f"loss_weights names tasks {unknown} that have no head; heads: {sorted(heads)}.")

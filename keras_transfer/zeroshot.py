@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer._checks import require_finite
+from keras_transfer._checks import require_layer
 
 
 def hinge_ranking_loss(y_true, scores, margin=1.0):
@@ -94,9 +95,8 @@ class ZeroShotClassifier(keras.Model):
 
     def __init__(self, image_encoder, attribute_encoder, class_attributes, **kwargs):
         super().__init__(**kwargs)
-        for name, model in (("image_encoder", image_encoder), ("attribute_encoder", attribute_encoder)):
-            if not isinstance(model, keras.layers.Layer):
-                raise TypeError(f"{name} must be a Keras model or layer; got {type(model).__name__}.")
+        require_layer(image_encoder, "image_encoder")
+        require_layer(attribute_encoder, "attribute_encoder")
         self.image_encoder = image_encoder
         self.attribute_encoder = attribute_encoder
         self.class_attributes = _attribute_table(class_attributes)

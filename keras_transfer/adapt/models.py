@@ -8,6 +8,7 @@ Both train on `domain_pairs(...)` batches `((x_source, y_source), x_target)`
 import keras
 import tensorflow as tf
 
+from keras_transfer._checks import require_layer
 from keras_transfer._training import SavesCompileArguments
 from keras_transfer._training import keras_loss_mean
 from keras_transfer._training import per_replica
@@ -52,9 +53,8 @@ class _AdaptationModel(SavesCompileArguments, keras.Model):
 
     def __init__(self, feature_extractor, classifier, **kwargs):
         super().__init__(**kwargs)
-        for name, model in (("feature_extractor", feature_extractor), ("classifier", classifier)):
-            if not isinstance(model, keras.layers.Layer):
-                raise TypeError(f"{name} must be a Keras model or layer; got {type(model).__name__}.")
+        require_layer(feature_extractor, "feature_extractor")
+        require_layer(classifier, "classifier")
         self.feature_extractor = feature_extractor
         self.classifier = classifier
         self._trackers = [keras.metrics.Mean(name=name) for name in self._terms]
