@@ -53,10 +53,15 @@ def kl_distillation_loss(teacher_logits, student_logits, temperature, sample_wei
     >>> round(float(kl_distillation_loss(t, s, 1.0)), 4)
     0.3799
     """
+    per_example = kl_per_example(teacher_logits, student_logits, temperature)
+    return _weighted_mean(per_example, sample_weight) * temperature**2
+
+
+def kl_per_example(teacher_logits, student_logits, temperature):
+    """KL(softmax(t/T) || softmax(s/T)) of each example, shape (batch,), not scaled by T^2."""
     teacher = tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32) / temperature, axis=-1)
     student = tf.nn.log_softmax(tf.cast(student_logits, tf.float32) / temperature, axis=-1)
-    per_example = tf.reduce_sum(tf.exp(teacher) * (teacher - student), axis=-1)
-    return _weighted_mean(per_example, sample_weight) * temperature**2
+    return tf.reduce_sum(tf.exp(teacher) * (teacher - student), axis=-1)
 
 
 def mse_distillation_loss(teacher_logits, student_logits, sample_weight=None):
@@ -66,8 +71,13 @@ def mse_distillation_loss(teacher_logits, student_logits, sample_weight=None):
     >>> float(mse_distillation_loss(np.ones((2, 3), "float32"), np.zeros((2, 3), "float32")))
     1.0
     """
+    return _weighted_mean(mse_per_example(teacher_logits, student_logits), sample_weight)
+
+
+def mse_per_example(teacher_logits, student_logits):
+    """Mean squared logit difference of each example, shape (batch,)."""
     difference = tf.cast(student_logits, tf.float32) - tf.cast(teacher_logits, tf.float32)
-    return _weighted_mean(tf.reduce_mean(tf.square(difference), axis=-1), sample_weight)
+    return tf.reduce_mean(tf.square(difference), axis=-1)
 
 
 def _weighted_mean(per_example, sample_weight):

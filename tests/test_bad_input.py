@@ -73,6 +73,14 @@ CASES = [
     ("DANN: feature_extractor type", lambda m, d: adapt.DANN("features", m), TypeError, "feature_extractor", ()),
     ("Distiller: student type", lambda m, d: kt.Distiller(m, "student"), (TypeError, ValueError), "student", ()),
     ("Distiller: temperature", lambda m, d: kt.Distiller(m, m, temperature=0), ValueError, "temperature", ()),
+    ("distill_quantize_aware: y length", lambda m, d: kt.distill_quantize_aware(m, m, X, Y[:3]), ValueError,
+     r"y must hold one integer label per input: expected shape \(16,\)", ()),
+    ("distill_quantize_aware: no labels", lambda m, d: kt.distill_quantize_aware(m, m, X), ValueError,
+     "alpha=0.1 .* y is needed", ()),
+    ("distill_quantize_aware: Keras 3 optimizer", lambda m, d: kt.distill_quantize_aware(
+        m, m, X, Y, optimizer=keras.optimizers.Adam()), TypeError, "optimizer must be a tf_keras optimizer", ()),
+    ("distill_quantize_aware: feature strategy", lambda m, d: kt.distill_quantize_aware(
+        m, m, X, Y, distillation_loss=keras.distillation.LogitsDistillation()), ValueError, "distillation_loss", ()),
     ("mmd: feature shapes", lambda m, d: adapt.mmd(np.zeros((8, 3)), np.zeros((8, 4))), ValueError, "x .*y", ()),
     ("coral: feature shapes", lambda m, d: adapt.coral(np.zeros((8, 3)), np.zeros((8, 4))), ValueError, "x .*y", ()),
     ("cmd: feature shapes", lambda m, d: adapt.cmd(np.zeros((8, 3)), np.zeros((8, 4))), ValueError, "x .*y", ()),

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_transfer as kt
 from keras_transfer import compare
 from keras_transfer import export_tflite
 from keras_transfer import quantize_aware
@@ -155,24 +156,55 @@ def test_quantize_aware_model_exports_only_as_int8(trained_qat, tmp_path):
 
 
 def test_quantize_aware_student_learns_from_cached_teacher_logits(trained_digits_model, digits, tmp_path):
-    """QAT with soft targets: the teacher's logits, computed once, are the labels."""
+    """distill_quantize_aware: the teacher runs once, its logits travel beside the labels."""
     import tf_keras
 
-    from keras_transfer import kl_distillation_loss
     from keras_transfer.demo import small_student
 
-    (x_train, _), (x_test, y_test) = digits
-    teacher_logits = trained_digits_model.predict(x_train, verbose=0)
+    (x_train, y_train), (x_test, y_test) = digits
     keras.utils.set_random_seed(0)
-    qat = quantize_aware(small_student((8, 8, 1), 10))
-    qat.compile(tf_keras.optimizers.Adam(1e-2),
-                loss=lambda teacher, student: kl_distillation_loss(teacher, student, 2.0))
-    history = qat.fit(x_train, teacher_logits, epochs=15, batch_size=64, verbose=0)
-    # Measured: 7.2 -> 0.85 (the KL floor of a 7x smaller student is above zero).
-    assert history.history["loss"][-1] < 0.3 * history.history["loss"][0]
+    qat = kt.distill_quantize_aware(trained_digits_model, small_student((8, 8, 1), 10), x_train, y_train,
+                                    temperature=2.0, alpha=0.1, optimizer=tf_keras.optimizers.Adam(1e-2),
+                                    epochs=15, batch_size=64, validation_data=(x_test, y_test), verbose=0)
+    logs = qat.history.history
+    assert logs["loss"][-1] < 0.3 * logs["loss"][0], logs["loss"]
+    assert logs["val_label_accuracy"][-1] > 0.8
     report = export_tflite(qat, tmp_path / "distilled_qat.tflite", quantization="int8")
     parity = compare(report.path, trained_digits_model, (x_test, y_test))
     assert parity.agreement > 0.8, "the int8 student follows its teacher"
+
+
+def test_quantize_aware_distillation_without_labels(trained_digits_model, digits):
+    import tf_keras
+
+    from keras_transfer.demo import small_student
+
+    (x_train, _), (x_test, y_test) = digits
+    keras.utils.set_random_seed(0)
+    qat = kt.distill_quantize_aware(trained_digits_model, small_student((8, 8, 1), 10), x_train, alpha=0.0,
+                                    optimizer=tf_keras.optimizers.Adam(1e-2), epochs=10, batch_size=64, verbose=0)
+    assert qat.history.history["loss"][-1] < 0.3 * qat.history.history["loss"][0]
+    assert np.mean(qat.predict(x_test, verbose=0).argmax(-1) == y_test) > 0.8
+
+
+@pytest.mark.parametrize("loss", ["kl", "mse"])
+def test_quantize_aware_objective_equals_the_distillers_loss(trained_digits_model, digits, loss):
+    """On float logits, the packed-target objective is the Distiller's loss on the same batch."""
+    from keras_transfer.demo import small_student
+    from keras_transfer.distill_qat import distillation_objective
+    from keras_transfer.distill_qat import pack_targets
+
+    (x_train, y_train), _ = digits
+    x, y = x_train[:200], y_train[:200]
+    keras.utils.set_random_seed(1)
+    student = small_student((8, 8, 1), 10)
+    distiller = kt.Distiller(trained_digits_model, student, temperature=3.0, alpha=0.4, distillation_loss=loss)
+    distiller.compile("sgd")
+    expected = distiller.evaluate(x, y, batch_size=200, verbose=0, return_dict=True)["loss"]
+    packed = pack_targets(y, trained_digits_model.predict(x, verbose=0))
+    objective = distillation_objective(3.0, 0.4, loss)
+    got = float(np.mean(objective(packed, student.predict(x, verbose=0))))
+    assert got == pytest.approx(expected, rel=1e-5)
 
 
 def test_calibration_starts_activation_ranges_at_the_float_model_ranges(trained_digits_model, digits):
