@@ -90,6 +90,16 @@ def _check_optimizer(optimizer):
         )
 
 
+def _check_callbacks(callbacks):
+    for callback in callbacks or []:
+        if isinstance(callback, keras.callbacks.Callback):
+            raise TypeError(
+                "callbacks must be tf_keras callbacks (e.g. tf_keras.callbacks.EarlyStopping): the "
+                f"QAT student trains in tf_keras' fit, which cannot drive a Keras 3 "
+                f"{type(callback).__name__}."
+            )
+
+
 def _check_labels(y, x, alpha):
     if y is None:
         if alpha > 0:
@@ -155,6 +165,7 @@ def distill_quantize_aware(
             f"{distillation_loss!r}."
         )
     _check_optimizer(optimizer)
+    _check_callbacks(fit_kwargs.get("callbacks"))
     distiller = Distiller(teacher, student, temperature=temperature, alpha=alpha,
                           distillation_loss=distillation_loss, teacher_outputs=teacher_outputs,
                           cache_teacher=True)

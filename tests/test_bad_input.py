@@ -79,6 +79,8 @@ CASES = [
      "alpha=0.1 .* y is needed", ()),
     ("distill_quantize_aware: Keras 3 optimizer", lambda m, d: kt.distill_quantize_aware(
         m, m, X, Y, optimizer=keras.optimizers.Adam()), TypeError, "optimizer must be a tf_keras optimizer", ()),
+    ("distill_quantize_aware: Keras 3 callback", lambda m, d: kt.distill_quantize_aware(
+        m, m, X, Y, callbacks=[keras.callbacks.EarlyStopping()]), TypeError, "callbacks must be tf_keras", ()),
     ("distill_quantize_aware: feature strategy", lambda m, d: kt.distill_quantize_aware(
         m, m, X, Y, distillation_loss=keras.distillation.LogitsDistillation()), ValueError, "distillation_loss", ()),
     ("mmd: feature shapes", lambda m, d: adapt.mmd(np.zeros((8, 3)), np.zeros((8, 4))), ValueError, "x .*y", ()),

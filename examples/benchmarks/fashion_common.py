@@ -20,12 +20,23 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 def fashion_subset(train_size=20000, seed=0):
     """A stratified training subset (same for every seed) and the full 10,000-image test split."""
     (x_train, y_train), (x_test, y_test) = kt.load_fashion_mnist()
+    index = _subset_index(y_train, train_size, seed)
+    return (x_train[index], y_train[index]), (x_test, y_test)
+
+
+def _subset_index(y_train, train_size, seed):
     rng = np.random.default_rng(seed)
     per_class = train_size // 10
-    index = np.sort(np.concatenate(
+    return np.sort(np.concatenate(
         [rng.choice(np.flatnonzero(y_train == c), per_class, replace=False) for c in range(10)]
     ))
-    return (x_train[index], y_train[index]), (x_test, y_test)
+
+
+def fashion_unlabelled_pool(train_size=20000, pool_size=20000, seed=0):
+    """Training images outside `fashion_subset(train_size, seed)`, without their labels."""
+    (x_train, y_train), _ = kt.load_fashion_mnist()
+    rest = np.setdiff1d(np.arange(len(x_train)), _subset_index(y_train, train_size, seed))
+    return x_train[np.random.default_rng(seed + 1).choice(rest, pool_size, replace=False)]
 
 
 def teacher_cnn(seed, classes=10, name="teacher"):
@@ -60,7 +71,7 @@ def sparse_ce():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-class StepTimer(keras.callbacks.Callback):
+class _StepTimes:
     """Per-step wall times of fit (or predict): medians are immune to end-of-fit stalls."""
 
     def __init__(self):
@@ -79,6 +90,20 @@ class StepTimer(keras.callbacks.Callback):
     def epoch_seconds(self, steps_per_epoch, skip=3):
         """Median step time (first steps, which trace, left out) times steps per epoch."""
         return statistics.median(self.seconds[skip:]) * steps_per_epoch
+
+
+class StepTimer(_StepTimes, keras.callbacks.Callback):
+    """Step times of a Keras 3 fit or predict."""
+
+
+def legacy_step_timer():
+    """Step times of a tf_keras fit (the QAT student trains there)."""
+    import tf_keras
+
+    class LegacyStepTimer(_StepTimes, tf_keras.callbacks.Callback):
+        pass
+
+    return LegacyStepTimer()
 
 
 class EpochTimer(keras.callbacks.Callback):
