@@ -28,16 +28,26 @@ def import_table(data):
 
 def distill_table(data):
     lines = [
-        "| row | test accuracy % (mean ± std) | gap closed | epoch s | vs student epoch + teacher predict | vs student epoch |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| row | test accuracy % | uneven-light test % | gap closed | epoch s | vs student epoch + "
+        "teacher predict | vs student epoch | max abs logit diff vs one device |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def percent(row, key):
+        mean = row.get(f"{key}_mean")
+        return "" if mean is None else f"{100 * mean:.2f} ± {100 * row[f'{key}_std']:.2f}"
+
+    def number(value, form):
+        return "" if value is None else format(value, form)
+
     for name, row in data["rows"].items():
-        accuracy = "" if row["accuracy_mean"] is None else (
-            f"{100 * row['accuracy_mean']:.2f} ± {100 * row['accuracy_std']:.2f}")
         closed = "" if row["gap_closed"] is None else f"{100 * row['gap_closed']:.0f}%"
         lines.append(
-            f"| {name} | {accuracy} | {closed} | {row['epoch_seconds_median']:.2f} | "
-            f"{row['ratio_to_student_plus_teacher_predict']:.2f}x | {row['ratio_to_student_epoch']:.2f}x |"
+            f"| {name} | {percent(row, 'accuracy')} | {percent(row, 'shifted_accuracy')} | {closed} | "
+            f"{number(row['epoch_seconds_median'], '.2f')} | "
+            f"{number(row['ratio_to_student_plus_teacher_predict'], '.2f')}{'x' if row['epoch_seconds_median'] else ''} | "
+            f"{number(row['ratio_to_student_epoch'], '.2f')}{'x' if row['epoch_seconds_median'] else ''} | "
+            f"{number(row.get('max_logit_diff_vs_one_device'), '.1e')} |"
         )
     return "\n".join(lines)
 
