@@ -36,7 +36,8 @@ def task_batches(tasks, batch_size=32, sampling="round_robin", seed=None):
         batch_size: samples per batch.
         sampling: "round_robin" (tasks take turns) or "proportional" (each
             batch's task drawn with probability proportional to its size).
-        seed: shuffle and sampling seed, or None.
+        seed: shuffle and sampling seed, or None; samples and (with
+            "proportional") the task order are drawn anew each epoch.
 
     Returns:
         A `tf.data.Dataset` of `(x, {task: y}, {task: mask})` batches.
@@ -65,7 +66,8 @@ def task_batches(tasks, batch_size=32, sampling="round_robin", seed=None):
         batches = tf.data.Dataset.choose_from_datasets(streams, order)
     else:
         sizes = np.array([len(x) for x, _ in arrays.values()], "float64")
-        batches = tf.data.Dataset.sample_from_datasets(streams, weights=list(sizes / sizes.sum()), seed=seed)
+        batches = tf.data.Dataset.sample_from_datasets(
+            streams, weights=list(sizes / sizes.sum()), seed=seed, rerandomize_each_iteration=True)
     return batches.take(steps).prefetch(tf.data.AUTOTUNE)
 
 

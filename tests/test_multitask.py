@@ -57,6 +57,18 @@ def test_proportional_sampling_follows_task_sizes(digit_tasks):
     assert 5 < counts["big"] / counts["small"] < 20  # expected 10
 
 
+def task_order(batches):
+    return [next(name for name, mask in masks.items() if float(mask[0]) == 1.0) for _, _, masks in batches]
+
+
+def test_proportional_task_order_changes_each_epoch_and_repeats_with_the_seed(digit_tasks):
+    batches = task_batches(digit_tasks, batch_size=32, sampling="proportional", seed=0)
+    epochs = [task_order(batches) for _ in range(3)]
+    assert epochs[0] != epochs[1] and epochs[1] != epochs[2]
+    again = task_batches(digit_tasks, batch_size=32, sampling="proportional", seed=0)
+    assert [task_order(again) for _ in range(3)] == epochs
+
+
 def test_a_task_absent_from_the_batch_gets_no_loss_and_no_gradient(digit_tasks):
     model = make_model()
     model.compile(keras.optimizers.SGD(0.1), metrics=["accuracy"])
