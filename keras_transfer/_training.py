@@ -85,3 +85,50 @@ class SavesCompileArguments:
     def compile_from_config(self, config):
         self.compile(**keras.saving.deserialize_keras_object(config))
         self.optimizer.build(self.trainable_variables)
+
+
+# Keras 3 up to this version (measured: 3.15.1; keras-team/keras#20585, open since 3.7) fails
+# in fit() and evaluate() under MultiWorkerMirroredStrategy with several workers: it
+# reduces the first batch as one nested value and every scalar log along axis 0, both of
+# which the collective strategy rejects. tf_keras (Keras 2) runs there.
+LAST_KERAS_WITHOUT_MULTI_WORKER = (3, 15)
+
+
+def worker_count(strategy):
+    """Machines taking part in a strategy: the workers and chief of a MultiWorkerMirroredStrategy, else 1."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+    return max(1, len(cluster.get("worker", ())) + len(cluster.get("chief", ())))
+
+
+def require_one_machine(strategy, call):
+    """Refuses a Keras 3 fit/evaluate under a multi-worker strategy, before any work starts.
+
+    Args:
+        strategy: the model's `distribute_strategy`.
+        call: what was called, for the message (e.g. "Distiller.fit").
+
+    Raises:
+        RuntimeError: several workers, and a Keras version whose fit() fails there.
+    """
+    workers = worker_count(strategy)
+    version = tuple(int(part) for part in keras.version().split(".")[:2])
+    if workers > 1 and version <= LAST_KERAS_WITHOUT_MULTI_WORKER:
+        raise RuntimeError(
+            f"{call} cannot run under MultiWorkerMirroredStrategy with {workers} workers: Keras "
+            f"{keras.version()}'s fit() and evaluate() fail there for every model (keras-team/keras#20585). "
+            "Run MirroredStrategy on one machine, or for an int8 student kt.distill_quantize_aware, "
+            "whose tf_keras fit() runs on several workers.")
+
+
+class OneMachineFit:
+    """Mixin: `fit` and `evaluate` refuse a multi-worker strategy up front (see `require_one_machine`)."""
+
+    def fit(self, *args, **kwargs):
+        require_one_machine(self.distribute_strategy, f"{type(self).__name__}.fit")
+        return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        require_one_machine(self.distribute_strategy, f"{type(self).__name__}.evaluate")
+        return super().evaluate(*args, **kwargs)

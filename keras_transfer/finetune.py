@@ -11,6 +11,8 @@ import re
 import keras
 import numpy as np
 
+from keras_transfer._training import require_one_machine
+
 _BATCH_NORM = (keras.layers.BatchNormalization,)
 _LORA_LAYERS = (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding,
                 keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
@@ -434,6 +436,7 @@ def fine_tune(backbone, head, train_data, validation_data=None, head_epochs=5, f
     if not isinstance(head, keras.Model):
         head = keras.Sequential([keras.Input(tuple(backbone.outputs[0].shape[1:])), head], name="head")
     model = stack(backbone, head)
+    require_one_machine(model.distribute_strategy, "fine_tune")
     loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if isinstance(train_data, tuple):
         fit_args = dict(x=train_data[0], y=train_data[1], batch_size=batch_size)

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from keras_transfer._checks import require_finite
 from keras_transfer._checks import require_layer
+from keras_transfer._training import OneMachineFit
 from keras_transfer._training import SavesCompileArguments
 from keras_transfer.datasets import _check_labels
 from keras_transfer._training import global_sum
@@ -115,7 +116,7 @@ def _accuracy_for(loss):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class MultiTaskModel(SavesCompileArguments, keras.Model):
+class MultiTaskModel(OneMachineFit, SavesCompileArguments, keras.Model):
     """A shared backbone with one head per task, trained on batches that label some tasks.
 
     Loss = sum over tasks of `loss_weights[task]` · the task's mean loss over

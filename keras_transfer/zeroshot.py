@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from keras_transfer._checks import require_finite
 from keras_transfer._checks import require_layer
+from keras_transfer._training import OneMachineFit
 
 
 def hinge_ranking_loss(y_true, scores, margin=1.0):
@@ -73,7 +74,7 @@ def _attribute_table(class_attributes, argument="class_attributes"):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class ZeroShotClassifier(keras.Model):
+class ZeroShotClassifier(OneMachineFit, keras.Model):
     """Scores images against classes described by attribute vectors: f(x)·g(a_c).
 
     `call` scores the classes of `class_attributes` (the training classes):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 # Scripts the tests run in subprocesses: importing them (as doctest collection would) starts work.
-collect_ignore = ["distributed_equality.py", "resume_training.py"]
+collect_ignore = ["distributed_equality.py", "multiworker_equality.py", "resume_training.py"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.environ.get(

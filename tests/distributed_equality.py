@@ -1,5 +1,7 @@
 """Run by tests/test_distribute.py in a fresh process: two logical CPUs must be set before TF starts.
 
+Its cases also serve tests/multiworker_equality.py, which imports them without the two CPUs.
+
 Trains each custom train_step twice from the same weights on the same batches, once without a
 strategy and once under MirroredStrategy on two CPUs, and prints the largest weight and loss
 differences as JSON.
@@ -11,9 +13,6 @@ import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import tensorflow as tf  # noqa: E402
-
-_cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -172,6 +171,8 @@ CASES = {
 SINGLE_CALL_CASES = {"qat_distiller": qat_distiller}
 
 if __name__ == "__main__":
+    _cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     names = sys.argv[1:] or list(CASES)  # one per process when MirroredStrategy runs: see the test
     print(json.dumps({name: compare_runs(SINGLE_CALL_CASES[name]()) if name in SINGLE_CALL_CASES
                       else compare(*CASES[name]()) for name in names}))

@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from keras_transfer._checks import require_layer
+from keras_transfer._training import OneMachineFit
 from keras_transfer._training import SavesCompileArguments
 from keras_transfer._training import keras_loss_mean
 from keras_transfer._training import per_replica
@@ -46,7 +47,7 @@ def _unpack_pair(data):
     return x_source, y_source, weights, x_target
 
 
-class _AdaptationModel(SavesCompileArguments, keras.Model):
+class _AdaptationModel(OneMachineFit, SavesCompileArguments, keras.Model):
     """What DANN and DiscrepancyAdapter share: the task model, compile, metrics, evaluation."""
 
     _terms = ("loss", "task_loss")
