@@ -87,11 +87,12 @@ class SavesCompileArguments:
         self.optimizer.build(self.trainable_variables)
 
 
-# Keras 3 up to this version (measured: 3.15.1; keras-team/keras#20585, open since 3.7) fails
-# in fit() and evaluate() under MultiWorkerMirroredStrategy with several workers: it
-# reduces the first batch as one nested value and every scalar log along axis 0, both of
-# which the collective strategy rejects. tf_keras (Keras 2) runs there.
-LAST_KERAS_WITHOUT_MULTI_WORKER = (3, 15)
+# Keras 3.15's fit() and evaluate() fail under MultiWorkerMirroredStrategy with several workers
+# for every model (keras-team/keras#20585): before the first step they reduce a whole nested
+# input batch in one call, and after each step they reduce every log along axis 0; the
+# collective strategy rejects both. keras-transfer's models avoid both (`MultiWorkerFit`,
+# `step_logs`); a plain Keras model cannot, so `fine_tune` refuses (`require_one_machine`).
+# The keras<3.16 pin and tests/test_distribute.py keep this honest.
 
 
 def worker_count(strategy):
@@ -102,33 +103,54 @@ def worker_count(strategy):
     return max(1, len(cluster.get("worker", ())) + len(cluster.get("chief", ())))
 
 
+def step_logs(model):
+    """What a train or test step returns: each metric's result, flattened as Keras does.
+
+    On several workers each value is shaped (1,), so that Keras' reduction along
+    axis 0 has an axis to reduce; fit() hands callbacks and History scalars.
+    """
+    logs = {}
+    for metric in model.metrics:
+        result = metric.result()
+        logs.update(result if isinstance(result, dict) else {metric.name: result})
+    if worker_count(model.distribute_strategy) > 1:
+        logs = {name: keras.ops.reshape(value, (1,)) for name, value in logs.items()}
+    return logs
+
+
 def require_one_machine(strategy, call):
-    """Refuses a Keras 3 fit/evaluate under a multi-worker strategy, before any work starts.
+    """Refuses to fit a plain Keras model under a multi-worker strategy, before any work starts.
 
     Args:
         strategy: the model's `distribute_strategy`.
-        call: what was called, for the message (e.g. "Distiller.fit").
+        call: what was called, for the message (e.g. "fine_tune").
 
     Raises:
-        RuntimeError: several workers, and a Keras version whose fit() fails there.
+        RuntimeError: the strategy spans several workers.
     """
     workers = worker_count(strategy)
-    version = tuple(int(part) for part in keras.version().split(".")[:2])
-    if workers > 1 and version <= LAST_KERAS_WITHOUT_MULTI_WORKER:
+    if workers > 1:
         raise RuntimeError(
-            f"{call} cannot run under MultiWorkerMirroredStrategy with {workers} workers: Keras "
-            f"{keras.version()}'s fit() and evaluate() fail there for every model (keras-team/keras#20585). "
-            "Run MirroredStrategy on one machine, or for an int8 student kt.distill_quantize_aware, "
-            "whose tf_keras fit() runs on several workers.")
+            f"{call} trains a plain Keras model, and Keras {keras.version()}'s fit() fails under "
+            f"MultiWorkerMirroredStrategy with {workers} workers (keras-team/keras#20585). Use "
+            "MirroredStrategy on one machine; keras-transfer's own models (Distiller, DANN, "
+            "DiscrepancyAdapter, MultiTaskModel, ZeroShotClassifier) do run on several workers.")
 
 
-class OneMachineFit:
-    """Mixin: `fit` and `evaluate` refuse a multi-worker strategy up front (see `require_one_machine`)."""
+class MultiWorkerFit:
+    """Mixin: builds the model from one worker's own share of the first batch on several workers.
 
-    def fit(self, *args, **kwargs):
-        require_one_machine(self.distribute_strategy, f"{type(self).__name__}.fit")
-        return super().fit(*args, **kwargs)
+    Keras reduces that batch across workers only to learn its shapes, in a call
+    the collective strategy rejects; the local share has the same shapes. This
+    overrides Keras 3.15's private `_maybe_symbolic_build` (hence the keras<3.16
+    pin); steps must return `step_logs(self)`.
+    """
 
-    def evaluate(self, *args, **kwargs):
-        require_one_machine(self.distribute_strategy, f"{type(self).__name__}.evaluate")
-        return super().evaluate(*args, **kwargs)
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None and worker_count(self.distribute_strategy) > 1:
+            local = self.distribute_strategy.experimental_local_results
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(lambda value: local(value)[0], next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)

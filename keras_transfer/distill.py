@@ -25,12 +25,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer._checks import require_layer
-from keras_transfer._training import OneMachineFit
+from keras_transfer._training import MultiWorkerFit
 from keras_transfer._training import SavesCompileArguments
 from keras_transfer._training import ends_in_softmax
 from keras_transfer._training import keras_loss_mean
 from keras_transfer._training import per_replica
-from keras_transfer._training import require_one_machine
+from keras_transfer._training import step_logs
 from keras_transfer._training import strategy_loss_unscaled
 
 TEACHER_OUTPUTS = ("logits", "probabilities")
@@ -168,7 +168,7 @@ def _layer_output(model, name, role):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class Distiller(OneMachineFit, SavesCompileArguments, keras.Model):
+class Distiller(MultiWorkerFit, SavesCompileArguments, keras.Model):
     """Trains a student to match a frozen teacher (and the labels, by `alpha`).
 
     Args:
@@ -453,13 +453,12 @@ class Distiller(OneMachineFit, SavesCompileArguments, keras.Model):
         if labels is not None and compiled:
             for metric in compiled:
                 metric.update_state(labels, logits, sample_weight=sample_weight)
-        return {m.name: m.result() for m in self.metrics}
+        return step_logs(self)
 
     # -- cached teacher outputs ------------------------------------------------------
 
     def fit(self, x=None, y=None, validation_data=None, **kwargs):
         """`keras.Model.fit`; with `cache_teacher=True`, teacher outputs are computed once."""
-        require_one_machine(self.distribute_strategy, "Distiller.fit")   # before the teacher runs
         if self.cache_teacher:
             x, y = self._with_teacher_outputs(x, y, "x")
             if validation_data is not None:

@@ -12,8 +12,8 @@ and a per-example loss
 ("mse": the mean squared logit difference instead of the KL term) is averaged
 by tf_keras over the global batch, so the result is the same under
 `tf.distribute.MirroredStrategy` when the call runs inside `strategy.scope()`,
-and under `MultiWorkerMirroredStrategy` on several machines, which Keras 3's
-own fit() does not run on (up to tfmot's replica-averaged activation ranges).
+and under `MultiWorkerMirroredStrategy` on several machines (up to tfmot's
+replica-averaged activation ranges).
 """
 
 import keras

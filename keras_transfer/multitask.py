@@ -13,12 +13,13 @@ import tensorflow as tf
 
 from keras_transfer._checks import require_finite
 from keras_transfer._checks import require_layer
-from keras_transfer._training import OneMachineFit
+from keras_transfer._training import MultiWorkerFit
 from keras_transfer._training import SavesCompileArguments
 from keras_transfer.datasets import _check_labels
 from keras_transfer._training import global_sum
 from keras_transfer._training import per_replica
 from keras_transfer._training import replica_count
+from keras_transfer._training import step_logs
 
 SAMPLING = ("round_robin", "proportional")
 
@@ -116,7 +117,7 @@ def _accuracy_for(loss):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class MultiTaskModel(OneMachineFit, SavesCompileArguments, keras.Model):
+class MultiTaskModel(MultiWorkerFit, SavesCompileArguments, keras.Model):
     """A shared backbone with one head per task, trained on batches that label some tasks.
 
     Loss = sum over tasks of `loss_weights[task]` · the task's mean loss over
@@ -270,7 +271,7 @@ class MultiTaskModel(OneMachineFit, SavesCompileArguments, keras.Model):
             if name in y:
                 for metric in self._task_metrics[name]:
                     metric.update_state(y[name], outputs[name], sample_weight=masks[name])
-        return {m.name: m.result() for m in self.metrics}
+        return step_logs(self)
 
     def head_model(self, task):
         """A plain Keras model from inputs to one task's outputs (sharing this model's weights).

@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from keras_transfer._checks import require_finite
 from keras_transfer._checks import require_layer
-from keras_transfer._training import OneMachineFit
+from keras_transfer._training import MultiWorkerFit
+from keras_transfer._training import step_logs
 
 
 def hinge_ranking_loss(y_true, scores, margin=1.0):
@@ -74,7 +75,7 @@ def _attribute_table(class_attributes, argument="class_attributes"):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class ZeroShotClassifier(OneMachineFit, keras.Model):
+class ZeroShotClassifier(MultiWorkerFit, keras.Model):
     """Scores images against classes described by attribute vectors: f(x)·g(a_c).
 
     `call` scores the classes of `class_attributes` (the training classes):
@@ -109,6 +110,15 @@ class ZeroShotClassifier(OneMachineFit, keras.Model):
             raise ValueError(f"image_encoder gives {images.shape[-1]}-d embeddings and attribute_encoder "
                              f"{classes.shape[-1]}-d; they must match to be compared.")
         return tf.matmul(images, classes, transpose_b=True)
+
+    # Keras' own steps, with logs that also run on several workers (see step_logs).
+    def train_step(self, data):
+        super().train_step(data)
+        return step_logs(self)
+
+    def test_step(self, data):
+        super().test_step(data)
+        return step_logs(self)
 
     def with_classes(self, class_attributes):
         """A classifier over the classes of another attribute table, sharing these encoders."""

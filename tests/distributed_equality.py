@@ -113,6 +113,30 @@ def multitask():
     return build, fit
 
 
+def zeroshot():
+    """ZeroShotClassifier: Keras' own steps (hinge ranking loss) with the toolkit's logs."""
+    attributes = np.random.default_rng(0).integers(0, 2, (10, 6)).astype("float32")
+
+    def network():
+        images = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(8)])
+        classes = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8)])
+        return kt.ZeroShotClassifier(images, classes, attributes)
+
+    keras.utils.set_random_seed(4)
+    start = network().get_weights()
+
+    def build():
+        model = network()
+        model.set_weights(start)
+        model.compile(keras.optimizers.SGD(0.05), loss=kt.HingeRankingLoss(), metrics=["accuracy"])
+        return model, model
+
+    def fit(model):
+        return model.fit(X, Y, epochs=2, batch_size=64, shuffle=False, verbose=0).history
+
+    return build, fit
+
+
 def qat_distiller():
     """distill_quantize_aware inside strategy.scope(): tf_keras' fit with the packed-target loss,
     from calibrated activation ranges; the QAT copy's weights include its fake-quant ranges."""
@@ -167,6 +191,7 @@ CASES = {
         keras.distillation.LogitsDistillation(4.0, loss=keras.losses.KLDivergence())),
     "dann": dann,
     "multitask": multitask,
+    "zeroshot": zeroshot,
 }
 SINGLE_CALL_CASES = {"qat_distiller": qat_distiller}
 

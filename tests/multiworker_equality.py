@@ -6,8 +6,8 @@
 Each worker is a process with a TF_CONFIG naming both workers on localhost; they build the
 case's model in the strategy's scope and fit it on the same global batches, which the strategy
 splits between the workers. The reference trains the same model without a strategy. Each writes
-the final weights, how far they moved and the history to OUT.npz (worker 1 too, so the test sees both copies agree),
-or the error's message where fit() refused to start.
+the final weights, how far they moved, the history and predictions on 128 images to OUT.npz
+(worker 1 too, so the test sees both copies agree), or the message of a call that refused.
 """
 
 import json
@@ -30,9 +30,23 @@ def main(argv):
     import tensorflow as tf
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy() if role == "worker" else tf.distribute.get_strategy()
-    from tests.distributed_equality import CASES  # after the strategy: it must come before other TF work
-    from tests.distributed_equality import SINGLE_CALL_CASES
+    import keras  # after the strategy, which must come before other TF work
 
+    import keras_transfer as kt
+    from tests.distributed_equality import CASES
+    from tests.distributed_equality import SINGLE_CALL_CASES
+    from tests.distributed_equality import X
+    from tests.distributed_equality import Y
+    from tests.distributed_equality import lenet
+
+    if case == "fine_tune":  # a plain Keras model: refused by name
+        try:
+            with strategy.scope():
+                kt.fine_tune(lenet()[0], keras.layers.Dense(10), (X, Y), head_epochs=1, fine_tune_epochs=1)
+        except RuntimeError as error:
+            np.savez(out, refused=str(error))
+        return
+    outputs = {}
     if case in SINGLE_CALL_CASES:
         with strategy.scope():
             weights, history, start = SINGLE_CALL_CASES[case]()()
@@ -40,14 +54,12 @@ def main(argv):
         build, fit = CASES[case]()
         with strategy.scope():
             model, trained = build()
-        try:
-            history = fit(model)
-        except RuntimeError as error:  # the Keras 3 models refuse several workers: the message is the result
-            np.savez(out, refused=str(error))
-            return
+        history = fit(model)
         start, weights = build()[1].get_weights(), trained.get_weights()
+        predictions = keras.tree.flatten(model.predict(X[:128], batch_size=32, verbose=0))
+        outputs["predictions"] = np.concatenate([np.ravel(p) for p in predictions])
     moved = max(float(np.abs(a - b).max()) for a, b in zip(weights, start))
-    np.savez(out, history=json.dumps(history), moved=moved, count=len(weights),
+    np.savez(out, history=json.dumps(history), moved=moved, count=len(weights), **outputs,
              **{f"w{i}": w for i, w in enumerate(weights)})
 
 

@@ -9,10 +9,11 @@ import keras
 import tensorflow as tf
 
 from keras_transfer._checks import require_layer
-from keras_transfer._training import OneMachineFit
+from keras_transfer._training import MultiWorkerFit
 from keras_transfer._training import SavesCompileArguments
 from keras_transfer._training import keras_loss_mean
 from keras_transfer._training import per_replica
+from keras_transfer._training import step_logs
 from keras_transfer.adapt.layers import GradientReversal
 from keras_transfer.adapt.losses import DISCREPANCIES
 from keras_transfer.adapt.losses import get_discrepancy
@@ -47,7 +48,7 @@ def _unpack_pair(data):
     return x_source, y_source, weights, x_target
 
 
-class _AdaptationModel(OneMachineFit, SavesCompileArguments, keras.Model):
+class _AdaptationModel(MultiWorkerFit, SavesCompileArguments, keras.Model):
     """What DANN and DiscrepancyAdapter share: the task model, compile, metrics, evaluation."""
 
     _terms = ("loss", "task_loss")
@@ -86,7 +87,7 @@ class _AdaptationModel(OneMachineFit, SavesCompileArguments, keras.Model):
                 tracker.update_state(terms[tracker.name], sample_weight=batch_size)
         for metric in self.metrics[len(self._trackers):]:
             metric.update_state(y, logits, sample_weight=sample_weight)
-        return {m.name: m.result() for m in self.metrics}
+        return step_logs(self)
 
     def train_step(self, data):
         x_source, y_source, weights, x_target = _unpack_pair(data)
