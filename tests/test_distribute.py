@@ -16,6 +16,9 @@ import pytest
 
 from tests.conftest import REPO
 
+# The cases of tests/distributed_equality.py that train one of the toolkit's Keras 3 models.
+MODELS = ["distiller_kl", "distiller_keras_strategy", "dann", "multitask", "zeroshot"]
+
 
 def run_case(case):
     env = {**os.environ, "PYTHONPATH": REPO, "KERAS_BACKEND": "tensorflow"}
@@ -25,7 +28,7 @@ def run_case(case):
     return json.loads(result.stdout.strip().splitlines()[-1])[case]
 
 
-@pytest.mark.parametrize("case", ["distiller_kl", "distiller_keras_strategy", "dann", "multitask", "zeroshot"])
+@pytest.mark.parametrize("case", MODELS)
 def test_same_weights_and_logs_with_and_without_a_strategy(case):
     found = run_case(case)
     assert found["max_weight_change"] > 1e-3, "training moved the weights"
@@ -85,7 +88,7 @@ def largest_log_difference(found, a, b):
     return max(abs(x - y) for key in logs[0] for x, y in zip(logs[0][key], logs[1][key]))
 
 
-@pytest.mark.parametrize("case", ["distiller_kl", "distiller_keras_strategy", "dann", "multitask", "zeroshot"])
+@pytest.mark.parametrize("case", MODELS)
 def test_same_weights_logs_and_predictions_on_two_workers_as_on_one_device(case, tmp_path):
     """Keras 3.15's fit() fails on several workers for every model (keras-team/keras#20585, a plain
     Sequential too); the toolkit's models run there, and match one device."""
