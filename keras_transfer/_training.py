@@ -103,16 +103,14 @@ def worker_count(strategy):
     return max(1, len(cluster.get("worker", ())) + len(cluster.get("chief", ())))
 
 
-def step_logs(model):
-    """What a train or test step returns: each metric's result, flattened as Keras does.
+def step_logs(model, logs=None):
+    """What a train or test step returns: `logs`, by default `model.get_metrics_result()`.
 
     On several workers each value is shaped (1,), so that Keras' reduction along
     axis 0 has an axis to reduce; fit() hands callbacks and History scalars.
     """
-    logs = {}
-    for metric in model.metrics:
-        result = metric.result()
-        logs.update(result if isinstance(result, dict) else {metric.name: result})
+    if logs is None:
+        logs = model.get_metrics_result()
     if worker_count(model.distribute_strategy) > 1:
         logs = {name: keras.ops.reshape(value, (1,)) for name, value in logs.items()}
     return logs

@@ -113,12 +113,10 @@ class ZeroShotClassifier(MultiWorkerFit, keras.Model):
 
     # Keras' own steps, with logs that also run on several workers (see step_logs).
     def train_step(self, data):
-        super().train_step(data)
-        return step_logs(self)
+        return step_logs(self, super().train_step(data))
 
     def test_step(self, data):
-        super().test_step(data)
-        return step_logs(self)
+        return step_logs(self, super().test_step(data))
 
     def with_classes(self, class_attributes):
         """A classifier over the classes of another attribute table, sharing these encoders."""
