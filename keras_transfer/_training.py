@@ -65,28 +65,6 @@ def strategy_loss_unscaled(value, strategy):
     return value
 
 
-class SavesCompileArguments:
-    """Mixin for Models whose compile() takes its own arguments (task losses, ...).
-
-    `_own_compile_arguments()` returns them; they are saved in the .keras
-    file's compile config and passed back to compile() on load.
-    """
-
-    def _own_compile_arguments(self):
-        return {}
-
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        if config is not None:
-            config.update({key: keras.saving.serialize_keras_object(value)
-                           for key, value in self._own_compile_arguments().items()})
-        return config
-
-    def compile_from_config(self, config):
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        self.optimizer.build(self.trainable_variables)
-
-
 # Keras 3.15's fit() and evaluate() fail under MultiWorkerMirroredStrategy with several workers
 # for every model (keras-team/keras#20585): before the first step they reduce a whole nested
 # input batch in one call, and after each step they reduce every log along axis 0; the
@@ -131,8 +109,8 @@ def require_one_machine(strategy, call):
         raise RuntimeError(
             f"{call} trains a plain Keras model, and Keras {keras.version()}'s fit() fails under "
             f"MultiWorkerMirroredStrategy with {workers} workers (keras-team/keras#20585). Use "
-            "MirroredStrategy on one machine; keras-transfer's own models (Distiller, DANN, "
-            "DiscrepancyAdapter, MultiTaskModel, ZeroShotClassifier) do run on several workers.")
+            "MirroredStrategy on one machine; keras-transfer's own models (its Distiller, "
+            "adapters, multi-task and zero-shot models) do run on several workers.")
 
 
 class MultiWorkerFit:

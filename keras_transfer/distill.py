@@ -25,12 +25,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer._checks import require_layer
-from keras_transfer._training import MultiWorkerFit
-from keras_transfer._training import SavesCompileArguments
+from keras_transfer._custom_step import CustomStepModel
+from keras_transfer._custom_step import StepTerms
 from keras_transfer._training import ends_in_softmax
-from keras_transfer._training import keras_loss_mean
-from keras_transfer._training import per_replica
-from keras_transfer._training import step_logs
 from keras_transfer._training import strategy_loss_unscaled
 
 TEACHER_OUTPUTS = ("logits", "probabilities")
@@ -168,7 +165,7 @@ def _layer_output(model, name, role):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class Distiller(MultiWorkerFit, SavesCompileArguments, keras.Model):
+class Distiller(CustomStepModel):
     """Trains a student to match a frozen teacher (and the labels, by `alpha`).
 
     Args:
@@ -193,8 +190,8 @@ class Distiller(MultiWorkerFit, SavesCompileArguments, keras.Model):
             instead of every step; only for inputs that are not augmented.
 
     Returns:
-        A `keras.Model`: compile it with `compile(optimizer, metrics=...,
-        student_loss=...)`, then `fit`, `evaluate`, `predict` (student logits).
+        A `keras.Model`: compile it with `compile(optimizer, loss=...,
+        metrics=...)`, then `fit`, `evaluate`, `predict` (student logits).
 
     Example:
     >>> distiller = Distiller(teacher, student, temperature=4.0, alpha=0.1)  # doctest: +SKIP
@@ -231,13 +228,9 @@ class Distiller(MultiWorkerFit, SavesCompileArguments, keras.Model):
         self.cache_teacher = bool(cache_teacher)
         self.teacher.trainable = False
         self._build_extractors()
-        self._trackers = [keras.metrics.Mean(name="loss")]
-        if self.alpha > 0:
-            self._trackers.append(keras.metrics.Mean(name="task_loss"))
-        if self.alpha < 1:
-            self._trackers.append(keras.metrics.Mean(name="distillation_loss"))
-        if self.hints:
-            self._trackers.append(keras.metrics.Mean(name="hint_loss"))
+        self.loss_terms = tuple(name for name, used in (("task_loss", self.alpha > 0),
+                                                        ("distillation_loss", self.alpha < 1),
+                                                        ("hint_loss", bool(self.hints))) if used)
         self._cache = None
         self.built = True  # teacher, student and adapters are built; nothing waits for data
 
@@ -355,7 +348,7 @@ class Distiller(MultiWorkerFit, SavesCompileArguments, keras.Model):
                     f"alpha={self.alpha} weighs a task loss, which needs labels y; pass y, "
                     "or alpha=0 to learn from the teacher alone."
                 )
-            terms["task_loss"] = keras_loss_mean(self._student_loss, labels, student[0], sample_weight)
+            terms["task_loss"] = self.task_loss_mean(labels, student[0], sample_weight)
             total += self.alpha * terms["task_loss"]
         if self.alpha < 1:
             distillation = 0.0
@@ -390,70 +383,37 @@ class Distiller(MultiWorkerFit, SavesCompileArguments, keras.Model):
 
     # -- training and evaluation --------------------------------------------------
 
-    def compile(self, optimizer="adam", metrics=None, student_loss=None, loss=None, **kwargs):
+    def compile(self, optimizer="adam", loss=None, metrics=None, student_loss=None, **kwargs):
         """Configures training; metrics are computed on the student's outputs.
 
         Args:
             optimizer: a Keras optimizer or its name.
+            loss: the task loss on the labels; default sparse categorical
+                cross-entropy on logits.
             metrics: student metrics, e.g. `["accuracy"]`.
-            student_loss: the task loss; default sparse categorical cross-entropy
-                on logits.
+            student_loss: another name for `loss` (the first release's).
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
-        if loss is not None:
-            raise ValueError("Distiller.compile takes student_loss=..., not loss=....")
-        self._student_loss = keras.losses.get(
-            student_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        )
-        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
-
-    def _own_compile_arguments(self):
-        return {"student_loss": self._student_loss}
-
-    @property
-    def metrics(self):
-        compiled = [m for m in super().metrics if m.name != "loss" and m not in self._trackers]
-        return self._trackers + compiled
+        if student_loss is not None:
+            if loss is not None:
+                raise ValueError("Distiller.compile takes the task loss as loss=... or by its old name "
+                                 "student_loss=..., not both.")
+            loss = student_loss
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def _split_targets(self, y):
         if isinstance(y, dict) and _CACHE_KEY in y:
             return y.get(_LABELS_KEY), list(y[_CACHE_KEY])
         return y, None
 
-    def train_step(self, data):
+    def compute_terms(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         labels, teacher = self._split_targets(y)
         if teacher is None:
             teacher = self._teacher_forward(x)
-        variables = self.trainable_variables
-        with tf.GradientTape() as tape:
-            student = self._run(self.student, self._student_extractor, x, training=True)
-            terms = self._loss_terms(labels, teacher, student, sample_weight)
-            scaled = self.optimizer.scale_loss(per_replica(terms["loss"]))
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        return self._update_metrics(terms, labels, student[0], sample_weight)
-
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        labels, teacher = self._split_targets(y)
-        if teacher is None:
-            teacher = self._teacher_forward(x)
-        student = self._run(self.student, self._student_extractor, x, training=False)
+        student = self._run(self.student, self._student_extractor, x, training=training)
         terms = self._loss_terms(labels, teacher, student, sample_weight)
-        return self._update_metrics(terms, labels, student[0], sample_weight)
-
-    def _update_metrics(self, terms, labels, logits, sample_weight):
-        # Weighted by batch size, as Keras does, so an epoch's figure is the
-        # mean over examples even when the last batch is smaller.
-        batch_size = tf.shape(logits)[0]
-        for tracker in self._trackers:
-            tracker.update_state(terms[tracker.name], sample_weight=batch_size)
-        compiled = [m for m in super().metrics if m.name != "loss" and m not in self._trackers]
-        if labels is not None and compiled:
-            for metric in compiled:
-                metric.update_state(labels, logits, sample_weight=sample_weight)
-        return step_logs(self)
+        return StepTerms(terms, labels, student[0], sample_weight)
 
     # -- cached teacher outputs ------------------------------------------------------
 
@@ -510,33 +470,31 @@ class Distiller(MultiWorkerFit, SavesCompileArguments, keras.Model):
 
     # -- serialization ------------------------------------------------------------------
 
+    _nested = ("teacher", "student")
+
+    @staticmethod
+    def _serialize_nested(model):
+        return _without_compile_state(model)
+
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "teacher": _without_compile_state(self.teacher),
-                "student": _without_compile_state(self.student),
-                "temperature": self.temperature,
-                "alpha": self.alpha,
-                "distillation_loss": [
-                    s if isinstance(s, str) else keras.saving.serialize_keras_object(s)
-                    for s in self._strategies
-                ],
-                "hints": [list(pair) for pair in self.hints],
-                "hint_weight": self.hint_weight,
-                "teacher_outputs": self.teacher_outputs,
-                "cache_teacher": self.cache_teacher,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            "temperature": self.temperature,
+            "alpha": self.alpha,
+            "distillation_loss": [
+                s if isinstance(s, str) else keras.saving.serialize_keras_object(s) for s in self._strategies
+            ],
+            "hints": [list(pair) for pair in self.hints],
+            "hint_weight": self.hint_weight,
+            "teacher_outputs": self.teacher_outputs,
+            "cache_teacher": self.cache_teacher,
+        }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
-        config["student"] = keras.saving.deserialize_keras_object(config["student"])
         config["distillation_loss"] = [
             s if isinstance(s, str) else keras.saving.deserialize_keras_object(s)
             for s in config["distillation_loss"]
         ]
-        return cls(**config)
+        return super().from_config(config)

@@ -13,13 +13,11 @@ import tensorflow as tf
 
 from keras_transfer._checks import require_finite
 from keras_transfer._checks import require_layer
-from keras_transfer._training import MultiWorkerFit
-from keras_transfer._training import SavesCompileArguments
-from keras_transfer.datasets import _check_labels
+from keras_transfer._custom_step import CustomStepModel
+from keras_transfer._custom_step import StepTerms
 from keras_transfer._training import global_sum
-from keras_transfer._training import per_replica
 from keras_transfer._training import replica_count
-from keras_transfer._training import step_logs
+from keras_transfer.datasets import _check_labels
 
 SAMPLING = ("round_robin", "proportional")
 
@@ -117,7 +115,7 @@ def _accuracy_for(loss):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class MultiTaskModel(MultiWorkerFit, SavesCompileArguments, keras.Model):
+class MultiTaskModel(CustomStepModel):
     """A shared backbone with one head per task, trained on batches that label some tasks.
 
     Loss = sum over tasks of `loss_weights[task]` · the task's mean loss over
@@ -153,8 +151,7 @@ class MultiTaskModel(MultiWorkerFit, SavesCompileArguments, keras.Model):
         self.heads = dict(heads)
         self.task_names = list(heads)
         self.loss_weights = {name: float((loss_weights or {}).get(name, 1.0)) for name in self.task_names}
-        self._trackers = [keras.metrics.Mean(name="loss")] + [
-            keras.metrics.Mean(name=f"{name}_loss") for name in self.task_names]
+        self.loss_terms = tuple(f"{name}_loss" for name in self.task_names)
         self._task_metrics = {name: [] for name in self.task_names}
 
     def call(self, inputs, training=False):
@@ -172,13 +169,18 @@ class MultiTaskModel(MultiWorkerFit, SavesCompileArguments, keras.Model):
                 picks the accuracy that fits the task's loss.
             **kwargs: passed to `keras.Model.compile`.
         """
-        self._compile_args = {"loss": loss, "metrics": metrics}
-        losses = self._per_task(loss, "loss")
-        self._task_losses = {name: keras.losses.get(value or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-                             for name, value in losses.items()}
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def _resolve_loss(self, loss):
+        self._loss_argument = loss
+        resolve = super()._resolve_loss
+        return {name: resolve(value) for name, value in self._per_task(loss, "loss").items()}
+
+    def _resolve_metrics(self, metrics):
+        self._metrics_argument = metrics
         self._task_metrics = {name: [self._make_metric(name, m) for m in (value or [])]
                               for name, value in self._per_task(metrics, "metrics").items()}
-        super().compile(optimizer=optimizer, **kwargs)
+        return None  # each task's metrics count its labelled samples only: update_metrics
 
     def _per_task(self, value, argument):
         if not isinstance(value, dict):
@@ -190,7 +192,7 @@ class MultiTaskModel(MultiWorkerFit, SavesCompileArguments, keras.Model):
 
     def _make_metric(self, task, metric):
         if isinstance(metric, str) and metric in ("accuracy", "acc"):
-            return _accuracy_for(self._task_losses[task])(name=f"{task}_accuracy")
+            return _accuracy_for(self.task_loss[task])(name=f"{task}_accuracy")
         metric = keras.metrics.get(metric)
         if isinstance(metric, keras.metrics.Metric):
             config = metric.get_config()
@@ -198,12 +200,12 @@ class MultiTaskModel(MultiWorkerFit, SavesCompileArguments, keras.Model):
             return type(metric).from_config(config)
         return keras.metrics.MeanMetricWrapper(metric, name=f"{task}_{metric.__name__}")
 
-    def _own_compile_arguments(self):
-        return self._compile_args
+    def _compile_arguments(self):
+        return {"loss": self._loss_argument, "metrics": self._metrics_argument}
 
     @property
     def metrics(self):
-        return self._trackers + [m for name in self.task_names for m in self._task_metrics[name]]
+        return getattr(self, "_trackers", []) + [m for name in self.task_names for m in self._task_metrics[name]]
 
     def _labels_and_masks(self, data):
         x, y, masks = keras.utils.unpack_x_y_sample_weight(data)
@@ -222,56 +224,39 @@ class MultiTaskModel(MultiWorkerFit, SavesCompileArguments, keras.Model):
                 masks[name] = tf.ones([size])
         return x, y, {name: tf.cast(tf.reshape(masks[name], [-1]), "float32") for name in self.task_names}
 
-    def _terms(self, y, outputs, masks):
+    def compute_terms(self, data, training):
         """Each task's masked mean loss over the global batch, and the weighted total."""
-        terms = {}
-        total = per_replica(tf.add_n([tf.constant(0.0)] + [tf.cast(loss, "float32") for loss in self.losses]))
+        x, y, masks = self._labels_and_masks(data)
+        outputs = self(x, training=training)
+        # The step divides every term by the replica count; a task's term is this replica's share
+        # of the mean over all replicas' labelled samples, times that count.
+        replicas = tf.cast(replica_count(), tf.float32)
+        terms, weights, total = {}, {}, tf.constant(0.0)
         for name in self.task_names:
+            key = f"{name}_loss"
             if name not in y:
-                terms[name] = tf.constant(0.0)
+                terms[key], weights[key] = tf.constant(0.0), tf.constant(0.0)
                 continue
-            per_sample = self._per_sample_loss(name, y[name], outputs[name])
             labelled = global_sum(tf.reduce_sum(masks[name]))
-            terms[name] = tf.math.divide_no_nan(tf.reduce_sum(per_sample * masks[name]), labelled)
-            total = total + self.loss_weights[name] * terms[name]
-        return total, terms
+            per_sample = self._per_sample_loss(name, y[name], outputs[name])
+            terms[key] = tf.math.divide_no_nan(tf.reduce_sum(per_sample * masks[name]), labelled) * replicas
+            weights[key] = labelled / replicas
+            total = total + self.loss_weights[name] * terms[key]
+        return StepTerms({"loss": total, **terms}, y, outputs, masks, weights)
+
+    def update_metrics(self, y, y_pred, sample_weight=None):
+        for name in self.task_names:
+            if name in y:
+                for metric in self._task_metrics[name]:
+                    metric.update_state(y[name], y_pred[name], sample_weight=sample_weight[name])
 
     def _per_sample_loss(self, name, y_true, y_pred):
-        loss = self._task_losses[name]
+        loss = self.task_loss[name]
         values = loss.call(y_true, y_pred) if isinstance(loss, keras.losses.Loss) else loss(y_true, y_pred)
         values = tf.cast(values, "float32")
         if values.shape.rank == 0:  # a loss function that averaged already
             values = tf.fill(tf.shape(y_pred)[:1], values)
         return tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=-1)
-
-    def train_step(self, data):
-        x, y, masks = self._labels_and_masks(data)
-        variables = self.trainable_variables
-        with tf.GradientTape() as tape:
-            outputs = self(x, training=True)
-            total, terms = self._terms(y, outputs, masks)
-            scaled = self.optimizer.scale_loss(total)
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        return self._report(total, terms, y, outputs, masks)
-
-    def test_step(self, data):
-        x, y, masks = self._labels_and_masks(data)
-        outputs = self(x, training=False)
-        total, terms = self._terms(y, outputs, masks)
-        return self._report(total, terms, y, outputs, masks)
-
-    def _report(self, total, terms, y, outputs, masks):
-        # The terms are this replica's share of global means; Mean trackers sum across replicas.
-        self._trackers[0].update_state(total * tf.cast(replica_count(), total.dtype))
-        for tracker, name in zip(self._trackers[1:], self.task_names):
-            labelled = tf.reduce_sum(masks[name])
-            tracker.update_state(tf.math.divide_no_nan(terms[name] * global_sum(labelled), labelled),
-                                 sample_weight=labelled)
-            if name in y:
-                for metric in self._task_metrics[name]:
-                    metric.update_state(y[name], outputs[name], sample_weight=masks[name])
-        return step_logs(self)
 
     def head_model(self, task):
         """A plain Keras model from inputs to one task's outputs (sharing this model's weights).
@@ -289,15 +274,7 @@ class MultiTaskModel(MultiWorkerFit, SavesCompileArguments, keras.Model):
         x = keras.Input(shape, name="inputs")
         return keras.Model(x, self.heads[task](self.backbone(x)), name=f"{task}_model")
 
-    def get_config(self):
-        return {**super().get_config(),
-                "backbone": keras.saving.serialize_keras_object(self.backbone),
-                "heads": {name: keras.saving.serialize_keras_object(head) for name, head in self.heads.items()},
-                "loss_weights": self.loss_weights}
+    _nested = ("backbone", "heads")
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        config["heads"] = {name: keras.saving.deserialize_keras_object(head) for name, head in config["heads"].items()}
-        return cls(**config)
+    def get_config(self):
+        return {**super().get_config(), "loss_weights": self.loss_weights}

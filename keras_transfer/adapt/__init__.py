@@ -1,5 +1,9 @@
-"""Domain adaptation: gradient reversal (DANN), MMD, CORAL, CMD, re-weighting, proxy A-distance."""
+"""Domain adaptation: gradient reversal (DANN), MMD, CORAL, CMD, re-weighting, proxy A-distance.
 
+Each method is one file on the `Adapter` base (adapter.py) and one import line here.
+"""
+
+from keras_transfer.adapt.adapter import Adapter
 from keras_transfer.adapt.callbacks import DANNSchedule
 from keras_transfer.adapt.layers import GradientReversal
 from keras_transfer.adapt.losses import Discrepancy
@@ -7,10 +11,10 @@ from keras_transfer.adapt.losses import cmd
 from keras_transfer.adapt.losses import coral
 from keras_transfer.adapt.losses import mmd
 from keras_transfer.adapt.metrics import proxy_a_distance
-from keras_transfer.adapt.models import DANN
-from keras_transfer.adapt.models import DiscrepancyAdapter
+from keras_transfer.adapt.dann import DANN
+from keras_transfer.adapt.discrepancy import DiscrepancyAdapter
 from keras_transfer.adapt.reweight import importance_weighted_risk
 from keras_transfer.adapt.reweight import importance_weights
 
-__all__ = ["DANN", "DANNSchedule", "Discrepancy", "DiscrepancyAdapter", "GradientReversal", "cmd", "coral",
+__all__ = ["Adapter", "DANN", "DANNSchedule", "Discrepancy", "DiscrepancyAdapter", "GradientReversal", "cmd", "coral",
            "importance_weighted_risk", "importance_weights", "mmd", "proxy_a_distance"]

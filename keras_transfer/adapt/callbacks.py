@@ -8,10 +8,10 @@ import keras
 class DANNSchedule(keras.callbacks.Callback):
     """Sets lambda_p = 2/(1+exp(−gamma·p)) − 1 and lr = mu_0/(1+alpha·p)^beta before each step.
 
-    p goes from 0 to 1 over the whole `fit()` (epochs × steps per epoch). The
-    values are written into variables (a DANN's reversal lambda, a
-    DiscrepancyAdapter's discrepancy strength) and the optimizer's learning
-    rate: no retracing.
+    p goes from 0 to 1 over the whole `fit()` (epochs × steps per epoch).
+    lambda_p is written into any `Adapter`'s `strength` variable (what it
+    scales is the method's: the reversal strength, a discrepancy's weight) and
+    lr into the optimizer's learning rate: no retracing.
 
     Args:
         mu_0: initial learning rate; default the optimizer's at the start of fit.
@@ -41,8 +41,8 @@ class DANNSchedule(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if not hasattr(self.model, "set_adaptation_strength"):
-            raise ValueError("DANNSchedule drives a DANN or a DiscrepancyAdapter (a model with "
-                             "set_adaptation_strength).")
+            raise ValueError("DANNSchedule ramps the strength of a keras_transfer.adapt.Adapter (a model "
+                             f"with set_adaptation_strength); got a {type(self.model).__name__}.")
         steps = self.params.get("steps")
         if not steps:
             raise ValueError("DANNSchedule needs the number of steps per epoch: pass steps_per_epoch to fit "

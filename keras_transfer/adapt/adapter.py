@@ -1,0 +1,159 @@
+"""`Adapter`: the base of the unsupervised domain adaptation models.
+
+An adapter trains a backbone and a classifier on batches `((x_source,
+y_source), x_target)` from `domain_pairs(...)`, the target without labels:
+the task loss on the source labels plus the one term a method adds,
+`adaptation_loss(batch)`. Both domains go through the networks here; a
+method file says only what its term is. `predict` gives class outputs and
+`evaluate` takes labelled `(x, y)` target data.
+"""
+
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from keras_transfer._checks import require_layer
+from keras_transfer._custom_step import CustomStepModel
+from keras_transfer._custom_step import StepTerms
+
+
+class DomainOutputs(NamedTuple):
+    """One domain's batch through the networks: backbone features, class logits, hidden outputs."""
+
+    features: tf.Tensor
+    logits: tf.Tensor = None
+    hidden: tuple = ()
+
+
+class DomainBatch(NamedTuple):
+    """What `Adapter.adaptation_loss` sees: both domains through the networks, and the source labels."""
+
+    source: DomainOutputs
+    target: DomainOutputs
+    y_source: tf.Tensor
+    source_weight: tf.Tensor = None
+
+
+def unpack_domain_pair(data):
+    """((x_s, y_s[, w_s]), x_t) -> x_s, y_s, w_s, x_t, with a clear error otherwise."""
+    if not (isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], (tuple, list))):
+        raise ValueError(
+            "training data must be batches ((x_source, y_source), x_target), as domain_pairs() "
+            "gives; for a labelled target use evaluate(x, y)."
+        )
+    source, x_target = data
+    if isinstance(x_target, (tuple, list)):
+        raise ValueError(
+            "the target part of a training batch must be inputs only (unsupervised adaptation); "
+            "got a tuple, i.e. target labels. Drop them: domain_pairs(source, x_target, ...)."
+        )
+    if len(source) == 2:
+        (x_source, y_source), weights = source, None
+    elif len(source) == 3:
+        x_source, y_source, weights = source
+    else:
+        raise ValueError(f"the source part must be (x, y) or (x, y, sample_weight); got {len(source)} items.")
+    if x_source.shape[1:] != x_target.shape[1:]:
+        raise ValueError(
+            f"source inputs have shape {tuple(x_source.shape[1:])} per sample and target inputs "
+            f"{tuple(x_target.shape[1:])}; they must match."
+        )
+    return x_source, y_source, weights, x_target
+
+
+def feature_shape(backbone):
+    """The per-sample shape of a backbone's output, or None where it is not known yet."""
+    try:
+        return tuple(backbone.outputs[0].shape[1:])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+
+
+class Adapter(CustomStepModel):
+    """Base of the unsupervised domain adaptation models: task loss + one adaptation term.
+
+    Loss = task loss on the source labels + `adaptation_loss(batch)`, the
+    term of the method, which a subclass implements and weighs itself. Its
+    `strength` is a non-trainable variable a schedule (`DANNSchedule`) ramps
+    from 0 during `fit()`; what it scales is the method's choice.
+
+    Subclasses set `adaptation_terms` (the names of the logs their term
+    returns) and `uses_target_logits` (whether the classifier runs on the
+    target batch too), and implement `adaptation_loss`.
+
+    Args:
+        feature_extractor: Keras model from inputs to features (the backbone).
+        classifier: Keras model from features to class logits.
+        strength: the initial `strength`.
+
+    Example:
+    >>> class EntropyMinimization(Adapter):  # doctest: +SKIP
+    ...     adaptation_terms = ("entropy",)
+    ...     uses_target_logits = True
+    ...     def adaptation_loss(self, batch):
+    ...         p = tf.nn.softmax(batch.target.logits)
+    ...         entropy = -tf.reduce_mean(tf.reduce_sum(p * tf.math.log(p + 1e-8), -1))
+    ...         return self.strength * entropy, {"entropy": entropy}
+    """
+
+    adaptation_terms = ()
+    uses_target_logits = False
+    _nested = ("feature_extractor", "classifier")
+
+    def __init__(self, feature_extractor, classifier, strength=1.0, **kwargs):
+        super().__init__(**kwargs)
+        require_layer(feature_extractor, "feature_extractor")
+        require_layer(classifier, "classifier")
+        self.feature_extractor = feature_extractor
+        self.classifier = classifier
+        self.loss_terms = ("task_loss", *self.adaptation_terms)
+        self._create_strength(float(strength))
+
+    # -- what a method defines -------------------------------------------------------------
+
+    def adaptation_loss(self, batch):
+        """The method's term on a `DomainBatch`: (weighted loss added to the task loss, {name: log})."""
+        raise NotImplementedError(f"{type(self).__name__} must implement adaptation_loss(batch).")
+
+    def _create_strength(self, initial):
+        self._strength = self.add_weight(shape=(), initializer=keras.initializers.Constant(initial),
+                                         trainable=False, name="strength")
+
+    @property
+    def strength(self):
+        """The variable a schedule ramps during `fit()` (1 unless one does)."""
+        return self._strength
+
+    def set_adaptation_strength(self, value):
+        """Sets `strength` (DANNSchedule calls it before each step)."""
+        self.strength.assign(value)
+
+    # -- the networks ----------------------------------------------------------------------
+
+    def call(self, inputs, training=False):
+        return self.classifier(self.feature_extractor(inputs, training=training), training=training)
+
+    def _classify(self, features, training):
+        """Class logits and the hidden outputs a method reads (none by default)."""
+        return self.classifier(features, training=training), ()
+
+    def _domain(self, x, training, with_logits):
+        features = self.feature_extractor(x, training=training)
+        if not with_logits:
+            return DomainOutputs(features)
+        logits, hidden = self._classify(features, training)
+        return DomainOutputs(features, logits, tuple(hidden))
+
+    def compute_terms(self, data, training):
+        if not training:
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            logits = self(x, training=False)
+            task = self.task_loss_mean(y, logits, sample_weight)
+            return StepTerms({"loss": task, "task_loss": task}, y, logits, sample_weight)
+        x_source, y_source, weights, x_target = unpack_domain_pair(data)
+        source = self._domain(x_source, training, with_logits=True)
+        target = self._domain(x_target, training, with_logits=self.uses_target_logits)
+        task = self.task_loss_mean(y_source, source.logits, weights)
+        added, logs = self.adaptation_loss(DomainBatch(source, target, y_source, weights))
+        return StepTerms({"loss": task + added, "task_loss": task, **logs}, y_source, source.logits, weights)
