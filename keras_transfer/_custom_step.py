@@ -154,7 +154,8 @@ class CustomStepModel(MultiWorkerFit, keras.Model):
                 tracker.update_state(values[tracker.name], sample_weight=step.term_weights.get(tracker.name, samples))
         if step.y is not None:
             self.update_metrics(step.y, step.y_pred, step.sample_weight)
-        return step_logs(self)
+        unmeasured = {tracker.name for tracker in self._trackers} - set(values)  # e.g. evaluate's
+        return step_logs(self, {k: v for k, v in self.get_metrics_result().items() if k not in unmeasured})
 
     def update_metrics(self, y, y_pred, sample_weight=None):
         """Updates the compiled metrics on this batch (a model with its own metrics overrides it)."""

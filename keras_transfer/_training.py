@@ -39,6 +39,19 @@ def global_sum(value):
     return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
+def gather_replicas(value):
+    """A per-replica batch joined with the other replicas' along axis 0 (the value itself outside a strategy).
+
+    For terms that are not means over samples (MMD, CORAL, CMD): computed on the
+    gathered batch, each replica holds the global batch's value, and since the
+    gather's gradient sums over replicas, `per_replica` scaling gives the
+    single-device gradient.
+    """
+    if replica_count() == 1:
+        return value
+    return tf.distribute.get_replica_context().all_gather(value, axis=0)
+
+
 def keras_loss_mean(loss, y_true, y_pred, sample_weight=None):
     """A Keras loss's mean over this replica's batch, as it would be without tf.distribute.
 

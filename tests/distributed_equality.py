@@ -20,6 +20,8 @@ import numpy as np  # noqa: E402
 import keras_transfer as kt  # noqa: E402
 from keras_transfer.demo import small_cnn  # noqa: E402
 from keras_transfer.demo import small_student  # noqa: E402
+from tests.adapters import ADAPTERS  # noqa: E402
+from tests.adapters import build as build_adapter  # noqa: E402
 
 (X, Y), _ = kt.load_digits(seed=0)
 X, Y = X[:1024], Y[:1024]
@@ -67,13 +69,12 @@ def lenet():
     return features, classifier
 
 
-def dann():
-    keras.utils.set_random_seed(2)
-    reference = kt.adapt.DANN(*lenet())
-    start = reference.get_weights()
+def adapter(name):
+    """The adapter `name` of the harness table (tests/adapters.py) on mirrored digits."""
+    start = build_adapter(name, seed=2).get_weights()
 
     def build():
-        model = kt.adapt.DANN(*lenet())
+        model = build_adapter(name)
         model.set_weights(start)
         model.compile(keras.optimizers.SGD(0.05), metrics=["accuracy"])
         return model, model
@@ -189,7 +190,7 @@ CASES = {
     "distiller_kl": lambda: distiller("kl"),
     "distiller_keras_strategy": lambda: distiller(
         keras.distillation.LogitsDistillation(4.0, loss=keras.losses.KLDivergence())),
-    "dann": dann,
+    **{f"adapter_{name}": (lambda name=name: adapter(name)) for name in ADAPTERS},
     "multitask": multitask,
     "zeroshot": zeroshot,
 }

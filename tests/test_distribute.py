@@ -16,8 +16,12 @@ import pytest
 
 from tests.conftest import REPO
 
-# The cases of tests/distributed_equality.py that train one of the toolkit's Keras 3 models.
-MODELS = ["distiller_kl", "distiller_keras_strategy", "dann", "multitask", "zeroshot"]
+from tests.adapters import ADAPTERS
+
+# The cases of tests/distributed_equality.py that train one of the toolkit's Keras 3 models: every
+# adaptation method of the harness table among them.
+MODELS = ["distiller_kl", "distiller_keras_strategy", *(f"adapter_{name}" for name in ADAPTERS), "multitask",
+          "zeroshot"]
 
 
 def run_case(case):

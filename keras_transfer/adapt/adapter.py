@@ -109,6 +109,7 @@ class Adapter(CustomStepModel):
         self.classifier = classifier
         self.loss_terms = ("task_loss", *self.adaptation_terms)
         self._create_strength(float(strength))
+        self.built = feature_extractor.built and classifier.built  # the rest builds at the first step
 
     # -- what a method defines -------------------------------------------------------------
 

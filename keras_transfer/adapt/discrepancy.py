@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_transfer._training import gather_replicas
 from keras_transfer.adapt.adapter import Adapter
 from keras_transfer.adapt.losses import DISCREPANCIES
 from keras_transfer.adapt.losses import get_discrepancy
@@ -62,7 +63,9 @@ class DiscrepancyAdapter(Adapter):
 
     def adaptation_loss(self, batch):
         pairs = [(batch.source.features, batch.target.features), *zip(batch.source.hidden, batch.target.hidden)]
-        discrepancy = tf.add_n([self._discrepancy_fn(s, t, **self.options) for s, t in pairs])
+        # A discrepancy is not a mean over samples: it is measured on the whole global batch.
+        discrepancy = tf.add_n([self._discrepancy_fn(gather_replicas(s), gather_replicas(t), **self.options)
+                                for s, t in pairs])
         weight = self.weight * tf.convert_to_tensor(self.strength)
         return weight * discrepancy, {"discrepancy_loss": discrepancy, "weight": weight}
 
