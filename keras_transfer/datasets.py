@@ -286,6 +286,30 @@ def to_common_shape(*image_arrays, size=None, channels=None):
     return [resize_images(x, size, channels) for x in arrays]
 
 
+def uneven_light(x, seed):
+    """Images under a top-to-bottom brightness ramp of random strength (0 to 0.8 of full scale).
+
+    A real-looking shift for images in [0, 1] (a phone photographing under a
+    lamp): the demo and the distillation benchmark use it as a target domain.
+
+    Args:
+        x: (n, height, width, channels) images in [0, 1].
+        seed: seed of each image's ramp strength.
+
+    Returns:
+        float32 images of the same shape, never darker than `x`.
+
+    Example:
+    >>> lit = uneven_light(np.zeros((2, 4, 4, 1), "float32"), seed=0)
+    >>> bool(lit[:, 0].max() == 0.0 and lit[:, -1].min() > 0.0)
+    True
+    """
+    rng = np.random.default_rng(seed)
+    strength = 0.8 * rng.uniform(0.0, 1.0, (len(x), 1, 1, 1))
+    ramp = np.linspace(0.0, 1.0, x.shape[1])[None, :, None, None]
+    return np.maximum(x, strength * ramp).astype("float32")
+
+
 def _check_images(x, name):
     x = np.asarray(x)
     if x.ndim != 4:

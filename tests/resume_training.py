@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_transfer as kt  # noqa: E402
 from keras_transfer import adapt  # noqa: E402
-from keras_transfer.demo_adaptation import uneven_light  # noqa: E402
+from keras_transfer.datasets import uneven_light  # noqa: E402
 
 EPOCHS = 4
 

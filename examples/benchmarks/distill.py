@@ -42,7 +42,7 @@ import keras_transfer as kt  # noqa: E402
 from fashion_common import StepTimer, fashion_subset, fashion_unlabelled_pool, legacy_step_timer  # noqa: E402
 from fashion_common import mean_std, print_table  # noqa: E402
 from fashion_common import sparse_ce, student_cnn, teacher_cnn, write_json  # noqa: E402
-from keras_transfer.demo_adaptation import uneven_light  # noqa: E402
+from keras_transfer.datasets import uneven_light  # noqa: E402
 
 TEMPERATURE, ALPHA, BATCH, LEARNING_RATE = 4.0, 0.1, 128, 1e-3
 QAT_EPOCHS, QAT_LEARNING_RATE = 2, 1e-4

@@ -1,0 +1,151 @@
+"""`run_demo`: walks `STAGES`, one function per stage, over a `DemoRun` that carries what they made."""
+
+import dataclasses
+import os
+
+from keras_transfer.demo.exports import export_quantize_aware_stage
+from keras_transfer.demo.exports import export_saved_model_stage
+from keras_transfer.demo.exports import export_tflite_stage
+from keras_transfer.demo.exports import plot_deployed_confusion
+from keras_transfer.demo.report import DemoReport
+from keras_transfer.demo.report import plot_report
+from keras_transfer.demo.report import write_json
+from keras_transfer.demo.settings import DemoSettings
+from keras_transfer.demo.settings import default_settings
+from keras_transfer.demo.task import make_task
+from keras_transfer.demo.training import adapt_to_uneven_light
+from keras_transfer.demo.training import distill_student
+from keras_transfer.demo.training import fine_tune_from_source
+from keras_transfer.demo.training import train_source
+from keras_transfer.demo.training import train_target_from_scratch
+
+
+@dataclasses.dataclass
+class DemoRun:
+    """What the stages share: the task, the settings, the folder, and what earlier stages made."""
+
+    task: object
+    settings: DemoSettings
+    folder: str
+    models: dict = dataclasses.field(default_factory=dict)
+    rows: list = dataclasses.field(default_factory=list)
+    files: dict = dataclasses.field(default_factory=dict)
+    adaptation: dict = dataclasses.field(default_factory=dict)
+
+    def path(self, name):
+        return os.path.join(self.folder, name)
+
+
+def source_stage(run):
+    """The source model on all labelled source images."""
+    run.models["source"], row = train_source(run.task, run.settings)
+    run.rows.append(row)
+
+
+def adaptation_stage(run):
+    """Source only against MMD-adapted, on the source classes under uneven light, without its labels."""
+    rows, result = adapt_to_uneven_light(run.task, run.settings, run.folder)
+    run.rows.extend(rows)
+    run.files.update(adaptation_embedding_png=result.embedding_png, adaptation_curves_png=result.curves_png)
+    run.adaptation.update(proxy_a_distance_source_only=result.source_only_pad,
+                          proxy_a_distance_adapted=result.adapted_pad)
+
+
+def scratch_stage(run):
+    """The baseline: the same network on the few target labels alone."""
+    run.rows.append(train_target_from_scratch(run.task, run.settings)[1])
+
+
+def fine_tune_stage(run):
+    """Transfer: the source model fine-tuned on the target labels; it is the teacher, saved as .keras."""
+    run.models["teacher"], row = fine_tune_from_source(run.task, run.models["source"], run.settings)
+    run.rows.append(_saved(run, "teacher", row))
+
+
+def distill_stage(run):
+    """The small student distilled from the teacher on unlabelled target images, saved as .keras."""
+    run.models["student"], row = distill_student(run.task, run.models["teacher"], run.settings)
+    run.rows.append(_saved(run, "student", row))
+
+
+def _saved(run, name, row):
+    path = run.files[f"{name}_keras"] = run.path(f"{name}.keras")
+    run.models[name].save(path)
+    return dataclasses.replace(row, file_bytes=os.path.getsize(path))
+
+
+def saved_model_stage(run):
+    """The student as a serving SavedModel, reloaded by TensorFlow and checked against Keras."""
+    report, row = export_saved_model_stage(run.models["student"], run.task, run.folder)
+    run.files["saved_model"] = report.path
+    run.rows.append(row)
+
+
+def tflite_float32_stage(run):
+    """The student as a float32 .tflite file, run in LiteRT and checked against Keras."""
+    report, row = export_tflite_stage(run.models["student"], run.task, run.folder, "none")
+    run.files["tflite_float32"] = report.path
+    run.rows.append(dataclasses.replace(row, stage="TFLite float32"))
+
+
+def tflite_int8_stage(run):
+    """The student quantized to int8 after training, its confusion matrix drawn."""
+    report, row = export_tflite_stage(run.models["student"], run.task, run.folder, "int8")
+    run.files["tflite_int8"] = report.path
+    run.files["confusion_png"] = plot_deployed_confusion(run.task, report.path, run.folder)
+    run.rows.append(row)
+
+
+def quantize_aware_stage(run):
+    """The student fine-tuned quantization-aware on the teacher's labels, then int8."""
+    report, row = export_quantize_aware_stage(run.models["student"], run.models["teacher"], run.task,
+                                              run.folder, run.settings)
+    run.files["tflite_int8_qat"] = report.path
+    run.rows.append(row)
+
+
+STAGES = (source_stage, adaptation_stage, scratch_stage, fine_tune_stage, distill_stage, saved_model_stage,
+          tflite_float32_stage, tflite_int8_stage, quantize_aware_stage)
+
+
+def run_demo(data="digits", out="export", settings=None, overwrite=False, fashion_path=None):
+    """Runs every stage of `STAGES` and writes the models, the JSON report and its figures.
+
+    Figures: `demo_report.png` (accuracy and size per stage) and
+    `confusion_int8.png` (the int8 file's confusion matrix on the target test images).
+
+    Args:
+        data: "digits" (no download) or "fashion_mnist".
+        out: folder for the run; the run writes into `out/demo-<data>/`.
+        settings: a `DemoSettings`; the default suits `data`.
+        overwrite: replace the files of an earlier run in the same folder.
+        fashion_path: optional folder with the Fashion-MNIST IDX files.
+
+    Returns:
+        A `DemoReport`.
+
+    Example:
+    >>> report = run_demo("digits", out="export")  # doctest: +SKIP
+    >>> print(report.table())  # doctest: +SKIP
+    """
+    settings = settings or default_settings(data)
+    folder = os.path.abspath(os.path.join(out, f"demo-{data}"))
+    if os.path.exists(folder):
+        if not overwrite:
+            raise FileExistsError(
+                f"{folder!r} holds an earlier demo run; pass overwrite=True "
+                "(--overwrite) to replace it, or choose another out folder."
+            )
+        import shutil
+
+        shutil.rmtree(folder)
+    task = make_task(data, settings.labels_per_class, settings.seed, settings.source_limit, fashion_path)
+    os.makedirs(folder)
+    run = DemoRun(task, settings, folder)
+    for stage in STAGES:
+        stage(run)
+    run.files.update(json=run.path("demo_report.json"), png=run.path("demo_report.png"))
+    report = DemoReport(data=data, rows=run.rows, files=run.files, settings=settings, adaptation=run.adaptation)
+    write_json(report.to_json(), report.files["json"])
+    plot_report(report, report.files["png"])
+    return report
