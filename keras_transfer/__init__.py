@@ -22,7 +22,7 @@ from keras_transfer.distill import Distiller  # noqa: E402
 from keras_transfer.distill import kl_distillation_loss  # noqa: E402
 from keras_transfer.distill import mse_distillation_loss  # noqa: E402
 from keras_transfer.distill import saved_model_teacher  # noqa: E402
-from keras_transfer.distill_qat import distill_quantize_aware  # noqa: E402
+from keras_transfer.distill.quantize_aware import distill_quantize_aware  # noqa: E402
 from keras_transfer.evaluation import classification_report  # noqa: E402
 from keras_transfer.evaluation import plot_confusion_matrix  # noqa: E402
 from keras_transfer.evaluation import plot_domain_embedding  # noqa: E402

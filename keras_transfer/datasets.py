@@ -289,8 +289,7 @@ def to_common_shape(*image_arrays, size=None, channels=None):
 def uneven_light(x, seed):
     """Images under a top-to-bottom brightness ramp of random strength (0 to 0.8 of full scale).
 
-    A real-looking shift for images in [0, 1] (a phone photographing under a
-    lamp): the demo and the distillation benchmark use it as a target domain.
+    A real-looking shift for images in [0, 1] (a phone under a lamp): the demo's target domain.
 
     Args:
         x: (n, height, width, channels) images in [0, 1].

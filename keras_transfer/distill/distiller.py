@@ -1,0 +1,335 @@
+"""The Distiller: a teacher/student `keras.Model` trained by the toolkit's one step.
+
+Loss = alpha * task loss(y, student) + (1 - alpha) * the sum of the
+distillation strategies + hint_weight * the mean of the hint terms.
+
+What it adds to `keras.distillation.Distiller`, whose strategies it takes:
+teacher outputs cached once for un-augmented array inputs
+(`cache_teacher=True`), teachers that output probabilities or come from a
+file, distillation on unlabelled data (`alpha=0`, no `y`), one student
+forward pass per step even with hints and feature strategies, the student's
+regularization losses (`l2_sp`), and losses averaged over the global batch
+under `tf.distribute`.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_transfer._checks import require_layer
+from keras_transfer._custom_step import CustomStepModel
+from keras_transfer._custom_step import StepTerms
+from keras_transfer._training import ends_in_softmax
+from keras_transfer._training import strategy_loss_unscaled
+from keras_transfer.distill.losses import HintDistillation
+from keras_transfer.distill.losses import WeightedDistillationLoss
+from keras_transfer.distill.losses import distillation_strategies
+from keras_transfer.distill.teachers import TeacherCache
+from keras_transfer.distill.teachers import _input_shape
+from keras_transfer.distill.teachers import load_teacher
+
+TEACHER_OUTPUTS = ("logits", "probabilities")
+_CACHE_KEY = "teacher"
+_LABELS_KEY = "labels"
+
+
+def check_teacher_and_student(teacher, student, temperature, alpha, teacher_outputs):
+    require_layer(teacher, "teacher")
+    require_layer(student, "student")
+    if not isinstance(temperature, (int, float)) or temperature <= 0:
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r}.")
+    if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}.")
+    if teacher_outputs not in TEACHER_OUTPUTS:
+        raise ValueError(f"teacher_outputs must be one of {TEACHER_OUTPUTS}, got {teacher_outputs!r}.")
+    if teacher_outputs == "logits" and ends_in_softmax(teacher):
+        raise ValueError(
+            f"The teacher's last layer {teacher.layers[-1].name!r} applies softmax, so it "
+            "outputs probabilities, not logits: pass teacher_outputs='probabilities'."
+        )
+    if ends_in_softmax(student):
+        raise ValueError(
+            f"The student's last layer {student.layers[-1].name!r} applies softmax; the "
+            "student must output logits (drop the softmax, or add it after training)."
+        )
+    teacher_size, student_size = _final_dimension(teacher), _final_dimension(student)
+    if teacher_size is not None and student_size is not None and teacher_size != student_size:
+        raise ValueError(
+            f"teacher and student must have the same number of outputs: teacher "
+            f"{teacher_size}, student {student_size}."
+        )
+    teacher_input, student_input = _input_shape(teacher), _input_shape(student)
+    if teacher_input and student_input and teacher_input != student_input:
+        raise ValueError(
+            f"teacher and student must take the same inputs: teacher {teacher_input}, "
+            f"student {student_input}."
+        )
+
+
+def _without_compile_state(model):
+    # Inside a Distiller, the teacher never trains and the student is trained by the
+    # Distiller's optimizer: their own compile state would only be rebuilt unbuilt on
+    # load and fail to take the optimizer variables saved with them.
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)
+    return config
+
+
+def _single_output(outputs):
+    if isinstance(outputs, dict):
+        (outputs,) = outputs.values()
+    return outputs
+
+
+def _final_dimension(model):
+    try:
+        return model.outputs[0].shape[-1]
+    except (AttributeError, ValueError, IndexError, TypeError):
+        return None
+
+
+def _layer_output(model, name, role):
+    try:
+        return model.get_layer(name).output
+    except ValueError as error:
+        raise ValueError(f"hints name {role} layer {name!r}, which the {role} does not have.") from error
+
+
+def _layer_names(strategy):
+    """The (teacher, student) layers a strategy reads; None for the models' outputs."""
+    return getattr(strategy, "teacher_layer_name", None), getattr(strategy, "student_layer_name", None)
+
+
+def _extractor(model, names, role):
+    """A model giving [output, layer outputs...] for the layer `names` after None, or None if there are none."""
+    if names == [None]:
+        return None
+    outputs = [model.outputs[0]] + [_layer_output(model, n, role) for n in names[1:]]
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+
+
+def _hint_adapter(teacher, student, index, teacher_layer, student_layer):
+    target = _layer_output(teacher, teacher_layer, "teacher").shape
+    source = _layer_output(student, student_layer, "student").shape
+    if len(target) != len(source) or tuple(target[1:-1]) != tuple(source[1:-1]):
+        raise ValueError(
+            f"hint ({teacher_layer!r}, {student_layer!r}): the layers' outputs must "
+            f"agree in all but the last axis, got teacher {target} and student {source}."
+        )
+    adapter = keras.layers.Dense(target[-1], name=f"hint_adapter_{index}")
+    adapter.build(source)
+    return adapter
+
+
+def _with_teacher_outputs(distiller, x, y, argument):
+    """(x, {"teacher": cached outputs, "labels": y}) for a Distiller with cache_teacher=True."""
+    if not isinstance(x, np.ndarray) and not tf.is_tensor(x):
+        raise ValueError(
+            f"cache_teacher=True needs {argument} as an array (the same inputs every epoch), "
+            f"got {type(x).__name__}. For augmented or streamed data use cache_teacher=False."
+        )
+    targets = {_CACHE_KEY: distiller.teacher_targets(x)}
+    if y is not None:
+        targets[_LABELS_KEY] = y
+    return x, targets
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class Distiller(CustomStepModel):
+    """Trains a student to match a frozen teacher (and the labels, by `alpha`).
+
+    Args:
+        teacher: a built Keras model (or layer) giving logits, or probabilities
+            with `teacher_outputs="probabilities"`; or a `.keras` file (loaded in
+            safe mode); or a TF2 SavedModel folder (e.g. from
+            `export_saved_model`) or TF-Hub URL, served through `HubLayer`
+            (see `saved_model_teacher`). It is frozen and run in inference mode
+            (BatchNorm statistics stay as they are).
+        student: a built Keras model giving logits; `distiller.student` is it.
+        temperature: T > 0 for the "kl" loss.
+        alpha: weight of the task loss in [0, 1]; 0 learns from the teacher
+            alone and needs no labels.
+        distillation_loss: "kl", "mse", a `keras.distillation.DistillationLoss`,
+            or a list of these (summed).
+        hints: optional list of `(teacher_layer, student_layer)` name pairs
+            whose outputs are matched by MSE through a learned Dense adapter.
+        hint_weight: weight of the mean hint term.
+        teacher_outputs: "logits" or "probabilities" (converted to log-probabilities,
+            which give the same softened distribution).
+        cache_teacher: compute teacher outputs once per input array in `fit`
+            instead of every step; only for inputs that are not augmented.
+
+    Returns:
+        A `keras.Model`: compile it with `compile(optimizer, loss=...,
+        metrics=...)`, then `fit`, `evaluate`, `predict` (student logits).
+
+    Example:
+    >>> distiller = Distiller(teacher, student, temperature=4.0, alpha=0.1)  # doctest: +SKIP
+    >>> distiller.compile(keras.optimizers.Adam(1e-3), metrics=["accuracy"])  # doctest: +SKIP
+    >>> distiller.fit(x_train, y_train, epochs=5)  # doctest: +SKIP
+    >>> distiller.student.save("student.keras")  # doctest: +SKIP
+    """
+
+    _nested = ("teacher", "student")
+
+    def __init__(self, teacher, student, temperature=4.0, alpha=0.1, distillation_loss="kl", hints=None,
+                 hint_weight=1.0, teacher_outputs="logits", cache_teacher=False, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(teacher, (str, os.PathLike)):
+            teacher = load_teacher(teacher, student)
+        check_teacher_and_student(teacher, student, temperature, alpha, teacher_outputs)
+        self.teacher = teacher
+        self.student = student
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+        # As given ("kl", "mse", strategy objects) for the config; resolved into strategies to sum.
+        self._strategies = list(distillation_loss) if isinstance(distillation_loss, (list, tuple)) else [
+            distillation_loss]
+        self._distillation = distillation_strategies(self._strategies, self.temperature)
+        self.hints = [tuple(pair) for pair in (hints or [])]
+        self.hint_weight = float(hint_weight)
+        self.teacher_outputs = teacher_outputs
+        self.cache_teacher = bool(cache_teacher)
+        self.teacher.trainable = False
+        for strategy in self._distillation:
+            strategy.validate_model_compatibility(self.teacher, self.student)
+        self._adapters = [_hint_adapter(teacher, student, i, *pair) for i, pair in enumerate(self.hints)]
+        self._hints = [HintDistillation(t, s, adapter) for (t, s), adapter in zip(self.hints, self._adapters)]
+        layers = [_layer_names(s) for s in self._distillation + self._hints]
+        self._teacher_names = [None] + sorted({t for t, _ in layers if t is not None})
+        self._student_names = [None] + sorted({s for _, s in layers if s is not None})
+        self._teacher_extractor = _extractor(self.teacher, self._teacher_names, "teacher")
+        self._student_extractor = _extractor(self.student, self._student_names, "student")
+        self.loss_terms = tuple(name for name, used in (("task_loss", self.alpha > 0),
+                                                        ("distillation_loss", self.alpha < 1),
+                                                        ("hint_loss", bool(self.hints))) if used)
+        self._cache = TeacherCache(self._teacher_forward, self.teacher)
+        self.built = True  # teacher, student and adapters are built; nothing waits for data
+
+    # -- the networks each step runs -----------------------------------------------------
+
+    def _run(self, model, extractor, x, training):
+        if extractor is None:
+            return [_single_output(model(x, training=training))]
+        return list(extractor(x, training=training))
+
+    def _teacher_forward(self, x):
+        outputs = self._run(self.teacher, self._teacher_extractor, x, training=False)
+        if self.teacher_outputs == "probabilities":
+            outputs[0] = tf.math.log(tf.clip_by_value(outputs[0], 1e-8, 1.0))
+        return [tf.stop_gradient(o) for o in outputs]
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    # -- the loss --------------------------------------------------------------------------
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, student_loss=None, **kwargs):
+        """Configures training; metrics are computed on the student's outputs.
+
+        Args:
+            optimizer: a Keras optimizer or its name.
+            loss: the task loss on the labels; default sparse categorical
+                cross-entropy on logits.
+            metrics: student metrics, e.g. `["accuracy"]`.
+            student_loss: another name for `loss` (the first release's).
+            **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
+        """
+        if student_loss is not None:
+            if loss is not None:
+                raise ValueError("Distiller.compile takes the task loss as loss=... or by its old name "
+                                 "student_loss=..., not both.")
+            loss = student_loss
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compute_terms(self, data, training):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        labels, teacher = y, None
+        if isinstance(y, dict) and _CACHE_KEY in y:
+            labels, teacher = y.get(_LABELS_KEY), list(y[_CACHE_KEY])
+        if teacher is None:
+            teacher = self._teacher_forward(x)
+        student = self._run(self.student, self._student_extractor, x, training=training)
+        terms = self._loss_terms(labels, teacher, student, sample_weight)
+        return StepTerms(terms, labels, student[0], sample_weight)
+
+    def _loss_terms(self, labels, teacher, student, sample_weight):
+        teacher_by_name = dict(zip(self._teacher_names, teacher))
+        student_by_name = dict(zip(self._student_names, student))
+
+        def strategy_loss(strategy):
+            teacher_layer, student_layer = _layer_names(strategy)
+            pair = teacher_by_name[teacher_layer], student_by_name[student_layer]
+            if isinstance(strategy, WeightedDistillationLoss):
+                return strategy.compute_loss(*pair, sample_weight=sample_weight)
+            return strategy_loss_unscaled(strategy.compute_loss(*pair), strategy)
+
+        terms, total = {}, 0.0
+        if self.alpha > 0:
+            if labels is None:
+                raise ValueError(
+                    f"alpha={self.alpha} weighs a task loss, which needs labels y; pass y, "
+                    "or alpha=0 to learn from the teacher alone."
+                )
+            terms["task_loss"] = self.task_loss_mean(labels, student[0], sample_weight)
+            total += self.alpha * terms["task_loss"]
+        if self.alpha < 1:
+            terms["distillation_loss"] = tf.add_n([strategy_loss(s) for s in self._distillation])
+            total += (1.0 - self.alpha) * terms["distillation_loss"]
+        if self._hints:
+            terms["hint_loss"] = tf.add_n([strategy_loss(h) for h in self._hints]) / len(self._hints)
+            total += self.hint_weight * terms["hint_loss"]
+        terms["loss"] = total
+        return terms
+
+    # -- cached teacher outputs --------------------------------------------------------------
+
+    def fit(self, x=None, y=None, validation_data=None, **kwargs):
+        """`keras.Model.fit`; with `cache_teacher=True`, teacher outputs are computed once."""
+        if self.cache_teacher:
+            x, y = _with_teacher_outputs(self, x, y, "x")
+            if validation_data is not None:
+                pair = validation_data if isinstance(validation_data, (tuple, list)) and len(
+                    validation_data) == 2 else (validation_data, None)
+                validation_data = _with_teacher_outputs(self, *pair, "validation_data")
+        return super().fit(x, y, validation_data=validation_data, **kwargs)
+
+    def teacher_targets(self, x, batch_size=256):
+        """The teacher's outputs on `x` (logits first, then layer features), cached while `x` is unchanged.
+
+        Args:
+            x: an input array.
+            batch_size: examples per teacher call.
+
+        Returns:
+            A list of numpy arrays.
+        """
+        return self._cache.outputs(x, batch_size)
+
+    # -- serialization -------------------------------------------------------------------------
+
+    @staticmethod
+    def _serialize_nested(model):
+        return _without_compile_state(model)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "temperature": self.temperature,
+            "alpha": self.alpha,
+            "distillation_loss": [s if isinstance(s, str) else keras.saving.serialize_keras_object(s)
+                                  for s in self._strategies],
+            "hints": [list(pair) for pair in self.hints],
+            "hint_weight": self.hint_weight,
+            "teacher_outputs": self.teacher_outputs,
+            "cache_teacher": self.cache_teacher,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["distillation_loss"] = [s if isinstance(s, str) else keras.saving.deserialize_keras_object(s)
+                                       for s in config["distillation_loss"]]
+        return super().from_config(config)

@@ -1,0 +1,87 @@
+"""Teachers from files (a `.keras` file, a SavedModel folder, a TF-Hub URL) and the cache of their outputs."""
+
+import os
+import zlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _checksum(arrays):
+    value = 0
+    for array in arrays:
+        value = zlib.crc32(np.ascontiguousarray(array).view(np.uint8), value)
+    return value
+
+
+def load_teacher(path, student):
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"teacher file not found: {path!r}.")
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    return saved_model_teacher(path, input_shape=_input_shape(student))
+
+
+def saved_model_teacher(handle, input_shape=None):
+    """A frozen Keras model serving a TF2 SavedModel folder or TF-Hub module, for use as a teacher.
+
+    The module is called through `HubLayer`: its `__call__` (TF-Hub reusable
+    SavedModels), else the `serve` endpoint that `model.export()` writes, else
+    the `serving_default` signature with a single output.
+
+    Args:
+        handle: the SavedModel folder or a TF-Hub URL.
+        input_shape: needed only when the module's signature leaves it open.
+
+    Returns:
+        A `keras.Model` with a known input and output shape, so the Distiller
+        checks it against the student before training.
+
+    Example:
+    >>> teacher = saved_model_teacher("export/teacher_saved_model")  # doctest: +SKIP
+    """
+    from keras_transfer.backbones import load_backbone
+
+    path = os.fspath(handle)
+    if not path.startswith(("http://", "https://", "gs://")) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise FileNotFoundError(f"teacher must be a .keras file, a SavedModel folder with saved_model.pb or a TF-Hub URL; got {path!r}.")
+    return load_backbone(path, input_shape=input_shape, trainable=False)
+
+
+def _input_shape(model):
+    try:
+        return tuple(model.inputs[0].shape[1:])
+    except (AttributeError, ValueError, IndexError, TypeError):
+        return None
+
+
+class TeacherCache:
+    """The teacher's outputs on one input array, computed once and kept while array and teacher are unchanged.
+
+    The key is the contents of `x` and of the teacher's weights, so new
+    inputs or a changed teacher are computed afresh.
+
+    Args:
+        forward: the function from an input batch to the list of teacher outputs.
+        teacher: the teacher model, whose weights are part of the key.
+    """
+
+    def __init__(self, forward, teacher):
+        self.forward = forward
+        self.teacher = teacher
+        self._entry = None
+
+    def outputs(self, x, batch_size=256):
+        """The list of teacher outputs on `x`, as numpy arrays."""
+        x = np.asarray(x)
+        key = (x.shape, x.dtype.str, _checksum([x] + self.teacher.get_weights()))
+        if self._entry is not None and self._entry[0] == key:
+            return self._entry[1]
+        forward = tf.function(self.forward)
+        pieces = [[o.numpy() for o in forward(tf.convert_to_tensor(x[start : start + batch_size]))]
+                  for start in range(0, len(x), batch_size)]
+        outputs = [np.concatenate(parts) for parts in zip(*pieces)]
+        self._entry = (key, outputs)
+        return outputs
