@@ -1,4 +1,4 @@
-"""The package's structure: no import circle between its modules."""
+"""The package's structure: no import circle between its modules, no file or class past its size."""
 
 import ast
 import os
@@ -56,3 +56,15 @@ def test_no_import_circle_in_keras_transfer():
             visit(name, [name])
     assert not circles, "import circles: " + "; ".join(" -> ".join(circle) for circle in circles)
 
+
+
+def test_no_library_file_over_400_lines_and_no_class_over_200():
+    too_long = []
+    for name, path in modules().items():
+        source = open(path).read()
+        if source.count("\n") > 400:
+            too_long.append(f"{name}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 200:
+                too_long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not too_long, too_long

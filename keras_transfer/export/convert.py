@@ -1,4 +1,4 @@
-"""Export of Keras 3 models to a serving SavedModel and to TFLite for phones.
+"""Conversion of Keras 3 models to a serving SavedModel and to TFLite for phones.
 
 Conversion goes through a SavedModel written by `model.export()`: converting a
 Keras 3 call with `from_concrete_functions` gave NaN outputs here. Edge files
@@ -19,6 +19,8 @@ from keras_transfer._checks import require_finite
 from keras_transfer._files import check_target
 from keras_transfer._files import replace_path
 from keras_transfer._files import staging_dir
+from keras_transfer.export.runtime import _quantization
+from keras_transfer.export.runtime import load_tflite
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 _CALIBRATION_SAMPLES = 200
@@ -250,57 +252,6 @@ def _check_model(model):
         )
 
 
-def _size_of(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(
-        os.path.getsize(os.path.join(root, name))
-        for root, _, names in os.walk(path)
-        for name in names
-    )
-
-
-def load_tflite(path, num_threads=1, default_delegates=True):
-    """Opens a `.tflite` file in the LiteRT interpreter, with tensors allocated.
-
-    Args:
-        path: the `.tflite` file.
-        num_threads: CPU threads the interpreter may use.
-        default_delegates: let LiteRT apply its default delegate (XNNPACK on
-            CPU); False runs its builtin kernels only.
-
-    Returns:
-        An `ai_edge_litert.interpreter.Interpreter`.
-
-    Example:
-    >>> interpreter = load_tflite("export/student.tflite")  # doctest: +SKIP
-    """
-    from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_litert.interpreter import OpResolverType
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"TFLite file not found: {path!r}.")
-    resolver = (
-        OpResolverType.AUTO if default_delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    )
-    try:
-        interpreter = Interpreter(
-            model_path=path, num_threads=num_threads, experimental_op_resolver_type=resolver
-        )
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as error:
-        raise ValueError(f"{path!r} is not a valid TFLite model: {error}") from error
-    return interpreter
-
-
-def _quantization(detail):
-    scale, zero_point = detail["quantization"]
-    if detail["dtype"] in (np.float32, np.float16) or scale == 0:
-        return None
-    return (float(scale), int(zero_point))
-
-
 def _describe_tflite(path, quantization):
     interpreter = load_tflite(path)
     inp = interpreter.get_input_details()[0]
@@ -317,199 +268,11 @@ def _describe_tflite(path, quantization):
     )
 
 
-def tflite_predict(path, x, batch_size=256, num_threads=1):
-    """Runs a `.tflite` model on a batch, quantizing inputs and de-quantizing outputs.
-
-    Args:
-        path: the `.tflite` file (one input, one output).
-        x: float inputs of shape (n, ...), as the Keras model takes them.
-        batch_size: examples per interpreter call.
-        num_threads: CPU threads for the interpreter.
-
-    Returns:
-        float32 numpy outputs of shape (n, ...), comparable with `model.predict(x)`.
-
-    Example:
-    >>> probabilities = tflite_predict("export/student_int8.tflite", x_test)  # doctest: +SKIP
-    """
-    interpreter = load_tflite(path, num_threads)
-    inp = interpreter.get_input_details()[0]
-    x = np.asarray(x, dtype="float32")
-    if x.ndim != len(inp["shape"]) or tuple(x.shape[1:]) != tuple(inp["shape"][1:]):
-        raise ValueError(
-            f"x must have shape (n, {', '.join(str(d) for d in inp['shape'][1:])}) for "
-            f"{os.fspath(path)!r}, got {x.shape}."
-        )
-    outputs = []
-    current = None
-    for start in range(0, len(x), batch_size):
-        chunk = x[start : start + batch_size]
-        if len(chunk) != current:
-            interpreter.resize_tensor_input(inp["index"], [len(chunk), *inp["shape"][1:]])
-            interpreter.allocate_tensors()
-            inp = interpreter.get_input_details()[0]
-            current = len(chunk)
-        out = interpreter.get_output_details()[0]
-        interpreter.set_tensor(inp["index"], _quantize(chunk, inp))
-        interpreter.invoke()
-        outputs.append(_dequantize(interpreter.get_tensor(out["index"]), out))
-    return np.concatenate(outputs)
-
-
-def _quantize(x, detail):
-    quant = _quantization(detail)
-    if quant is None:
-        return x.astype(detail["dtype"])
-    scale, zero_point = quant
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(detail["dtype"])
-
-
-def _dequantize(y, detail):
-    quant = _quantization(detail)
-    if quant is None:
-        return y.astype("float32")
-    scale, zero_point = quant
-    return ((y.astype("float32") - zero_point) * scale).astype("float32")
-
-
-@dataclasses.dataclass(frozen=True)
-class ParityReport:
-    """How a `.tflite` file's predictions compare with the model it came from.
-
-    `max_abs_diff` is between de-quantized TFLite outputs and Keras outputs;
-    the accuracies are None when no labels were given.
-    """
-
-    examples: int
-    agreement: float
-    max_abs_diff: float
-    tflite_accuracy: float = None
-    keras_accuracy: float = None
-
-    def __str__(self):
-        line = (
-            f"{self.examples} examples: top-1 agreement {self.agreement:.4f}, "
-            f"max abs diff {self.max_abs_diff:.3g}"
-        )
-        if self.tflite_accuracy is not None:
-            line += f", accuracy tflite {self.tflite_accuracy:.4f} vs keras {self.keras_accuracy:.4f}"
-        return line
-
-
-def compare(tflite_path, keras_model, data, batch_size=256):
-    """Runs a `.tflite` file and its Keras model on the same data and compares them.
-
-    Args:
-        tflite_path: the exported file, run in the LiteRT interpreter.
-        keras_model: the model it was exported from (Keras 3, or a quantize-aware model).
-        data: inputs `x`, or `(x, y)` with integer labels for accuracies.
-        batch_size: examples per call on both sides.
-
-    Returns:
-        A `ParityReport`.
-
-    Example:
-    >>> print(compare("export/student_int8.tflite", student, (x_test, y_test)))  # doctest: +SKIP
-    1000 examples: top-1 agreement 0.9990, max abs diff 0.0712, accuracy tflite ...
-    """
-    x, y = (data if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None))
-    x = np.asarray(x, dtype="float32")
-    if x.ndim == 0 or len(x) == 0:
-        raise ValueError("data holds no examples; expected inputs x or (x, y).")
-    if y is not None:
-        y = np.asarray(y)
-        if y.shape != (len(x),):
-            raise ValueError(f"labels must have shape ({len(x)},), got {y.shape}.")
-    tflite_outputs = tflite_predict(tflite_path, x, batch_size=batch_size)
-    keras_outputs = np.asarray(keras_model.predict(x, batch_size=batch_size, verbose=0))
-    if tflite_outputs.shape != keras_outputs.shape:
-        raise ValueError(
-            f"The .tflite outputs have shape {tflite_outputs.shape} and the Keras model's "
-            f"{keras_outputs.shape}: is keras_model the model this file came from?"
-        )
-    tflite_top1 = np.argmax(tflite_outputs, -1)
-    keras_top1 = np.argmax(keras_outputs, -1)
-    return ParityReport(
-        examples=len(x),
-        agreement=float(np.mean(tflite_top1 == keras_top1)),
-        max_abs_diff=float(np.max(np.abs(tflite_outputs - keras_outputs))),
-        tflite_accuracy=None if y is None else float(np.mean(tflite_top1 == y)),
-        keras_accuracy=None if y is None else float(np.mean(keras_top1 == y)),
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class LatencyReport:
-    """Latency of single-example calls of a `.tflite` file, in milliseconds."""
-
-    path: str
-    threads: int
-    runs: int
-    median_ms: float
-    p90_ms: float
-    default_delegates: bool = True
-
-    def __str__(self):
-        kernels = "" if self.default_delegates else ", builtin kernels only"
-        return (
-            f"{os.path.basename(self.path)}: median {self.median_ms:.3f} ms, "
-            f"p90 {self.p90_ms:.3f} ms ({self.runs} runs, {self.threads} thread(s){kernels})"
-        )
-
-
-def benchmark_tflite(path, threads=1, runs=200, warmup=20, example=None, default_delegates=True):
-    """Times single-example `invoke()` calls of a `.tflite` file in the LiteRT interpreter.
-
-    Args:
-        path: the `.tflite` file.
-        threads: interpreter threads.
-        runs: timed calls; the median and 90th percentile are reported.
-        warmup: untimed calls first.
-        example: one input (without batch axis) in the file's input dtype;
-            default random values of the right shape and dtype.
-        default_delegates: time with LiteRT's default CPU delegate (XNNPACK),
-            as an app gets it; False times the builtin kernels alone.
-
-    Returns:
-        A `LatencyReport`.
-
-    Example:
-    >>> print(benchmark_tflite("export/student_int8.tflite"))  # doctest: +SKIP
-    """
-    import time
-
-    if runs < 1 or warmup < 0:
-        raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}.")
-    interpreter = load_tflite(path, num_threads=threads, default_delegates=default_delegates)
-    detail = interpreter.get_input_details()[0]
-    shape = [1, *detail["shape"][1:]]
-    if list(detail["shape"]) != shape:
-        interpreter.resize_tensor_input(detail["index"], shape)
-        interpreter.allocate_tensors()
-    if example is None:
-        rng = np.random.default_rng(0)
-        dtype = np.dtype(detail["dtype"])
-        if dtype.kind == "f":
-            example = rng.uniform(0, 1, shape).astype(dtype)
-        else:
-            info = np.iinfo(dtype)
-            example = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
-    else:
-        example = np.asarray(example, dtype=detail["dtype"]).reshape(shape)
-    interpreter.set_tensor(detail["index"], example)
-    for _ in range(warmup):
-        interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return LatencyReport(
-        path=os.fspath(path),
-        threads=threads,
-        runs=runs,
-        median_ms=float(np.median(times)),
-        p90_ms=float(np.percentile(times, 90)),
-        default_delegates=default_delegates,
+def _size_of(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(
+        os.path.getsize(os.path.join(root, name))
+        for root, _, names in os.walk(path)
+        for name in names
     )
