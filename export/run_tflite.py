@@ -100,7 +100,9 @@ def median_latency_ms(interpreter, example, runs):
     interpreter.resize_tensor_input(source["index"], [1, *source["shape"][1:]])
     interpreter.allocate_tensors()
     source = interpreter.get_input_details()[0]
-    interpreter.set_tensor(source["index"], to_model_dtype(example[None].astype(np.float32), source))
+    interpreter.set_tensor(
+        source["index"], to_model_dtype(example[None].astype(np.float32), source)
+    )
     for _ in range(min(10, runs)):
         interpreter.invoke()
     times = []
@@ -133,7 +135,9 @@ def main(argv=None):
     if y is not None:
         print(f"accuracy: {float(np.mean(classes == np.asarray(y).reshape(-1))):.4f}")
     latency = median_latency_ms(interpreter, x[0], args.runs)
-    print(f"median latency: {latency:.3f} ms per example ({args.threads} thread(s), {args.runs} runs)")
+    print(
+        f"median latency: {latency:.3f} ms per example ({args.threads} thread(s), {args.runs} runs)"
+    )
     return 0
 
 

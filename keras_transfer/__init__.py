@@ -11,7 +11,6 @@ require_tensorflow_backend()
 from keras_transfer import adapt  # noqa: E402
 from keras_transfer.backbones import load_backbone  # noqa: E402
 from keras_transfer.callbacks import NonFiniteLoss  # noqa: E402
-from keras_transfer.datasets import domain_pairs  # noqa: E402
 from keras_transfer.datasets import load_digits  # noqa: E402
 from keras_transfer.datasets import load_fashion_mnist  # noqa: E402
 from keras_transfer.datasets import load_mnist  # noqa: E402
@@ -23,6 +22,7 @@ from keras_transfer.distill import kl_distillation_loss  # noqa: E402
 from keras_transfer.distill import mse_distillation_loss  # noqa: E402
 from keras_transfer.distill import saved_model_teacher  # noqa: E402
 from keras_transfer.distill.quantize_aware import distill_quantize_aware  # noqa: E402
+from keras_transfer.domains import domain_pairs  # noqa: E402
 from keras_transfer.evaluation import classification_report  # noqa: E402
 from keras_transfer.evaluation import plot_confusion_matrix  # noqa: E402
 from keras_transfer.evaluation import plot_domain_embedding  # noqa: E402

@@ -68,10 +68,12 @@ class CustomStepModel(MultiWorkerFit, keras.Model):
 
     def compute_terms(self, data, training):
         """This batch's loss terms (see `StepTerms`); the one hook of the step."""
-        raise NotImplementedError(f"{type(self).__name__} must implement compute_terms(data, training).")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement compute_terms(data, training)."
+        )
 
     def default_loss(self):
-        """The task loss `compile` uses when given none: sparse categorical cross-entropy on logits."""
+        """The task loss `compile` uses when given none: sparse categorical cross-entropy."""
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     # -- compile ---------------------------------------------------------------------------
@@ -95,7 +97,7 @@ class CustomStepModel(MultiWorkerFit, keras.Model):
         return self.default_loss() if loss is None else keras.losses.get(loss)
 
     def _resolve_metrics(self, metrics):
-        """What Keras compiles as metrics on (y, y_pred); a model that keeps its own returns None."""
+        """What Keras compiles as metrics of (y, y_pred); a model keeping its own returns None."""
         return metrics
 
     def _compile_arguments(self):
@@ -105,8 +107,12 @@ class CustomStepModel(MultiWorkerFit, keras.Model):
     def get_compile_config(self):
         config = super().get_compile_config()
         if config is not None:
-            config.update({key: keras.saving.serialize_keras_object(value)
-                           for key, value in self._compile_arguments().items()})
+            config.update(
+                {
+                    key: keras.saving.serialize_keras_object(value)
+                    for key, value in self._compile_arguments().items()
+                }
+            )
         return config
 
     def compile_from_config(self, config):
@@ -119,7 +125,7 @@ class CustomStepModel(MultiWorkerFit, keras.Model):
         return trackers + [m for m in super().metrics if m.name != "loss" and m not in trackers]
 
     def task_loss_mean(self, y, y_pred, sample_weight=None):
-        """The task loss's mean over this replica's batch (no 1/replicas factor: the step applies it)."""
+        """The task loss's mean over this replica's batch (the step applies 1/replicas)."""
         return keras_loss_mean(self.task_loss, y, y_pred, sample_weight)
 
     # -- the step --------------------------------------------------------------------------
@@ -151,29 +157,36 @@ class CustomStepModel(MultiWorkerFit, keras.Model):
         samples = tf.shape(keras.tree.flatten(step.y_pred)[0])[0]
         for tracker in self._trackers:
             if tracker.name in values:
-                tracker.update_state(values[tracker.name], sample_weight=step.term_weights.get(tracker.name, samples))
+                tracker.update_state(
+                    values[tracker.name], sample_weight=step.term_weights.get(tracker.name, samples)
+                )
         if step.y is not None:
             self.update_metrics(step.y, step.y_pred, step.sample_weight)
         unmeasured = {tracker.name for tracker in self._trackers} - set(values)  # e.g. evaluate's
-        return step_logs(self, {k: v for k, v in self.get_metrics_result().items() if k not in unmeasured})
+        return step_logs(
+            self, {k: v for k, v in self.get_metrics_result().items() if k not in unmeasured}
+        )
 
     def update_metrics(self, y, y_pred, sample_weight=None):
-        """Updates the compiled metrics on this batch (a model with its own metrics overrides it)."""
-        for metric in self.metrics[len(self._trackers):]:
+        """Updates the compiled metrics on this batch (overridden by models with their own)."""
+        for metric in self.metrics[len(self._trackers) :]:
             metric.update_state(y, y_pred, sample_weight=sample_weight)
 
     # -- config ----------------------------------------------------------------------------
 
     @classmethod
     def from_config(cls, config):
-        """Rebuilds the model; its nested models (the config entries of `_nested`) are deserialized."""
+        """Rebuilds the model, deserializing its nested models (the entries named in `_nested`)."""
         config = dict(config)
         for key in cls._nested:
             value = config.get(key)
             if isinstance(value, dict) and "class_name" in value:
                 config[key] = keras.saving.deserialize_keras_object(value)
             elif isinstance(value, dict):
-                config[key] = {name: keras.saving.deserialize_keras_object(item) for name, item in value.items()}
+                config[key] = {
+                    name: keras.saving.deserialize_keras_object(item)
+                    for name, item in value.items()
+                }
         return cls(**config)
 
     def get_config(self):

@@ -16,9 +16,7 @@ def _configured_backend():
     name = os.environ.get("KERAS_BACKEND")
     if name:
         return name, "the KERAS_BACKEND environment variable"
-    keras_home = os.environ.get("KERAS_HOME") or os.path.join(
-        os.path.expanduser("~"), ".keras"
-    )
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     config_path = os.path.join(keras_home, "keras.json")
     try:
         with open(config_path) as f:

@@ -60,7 +60,9 @@ def atomic_file(path, suffix=""):
     `suffix` keeps an extension that writers read (e.g. ".png" for matplotlib).
     """
     folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".tmp-", suffix=suffix)
+    handle, temporary = tempfile.mkstemp(
+        dir=folder, prefix="." + os.path.basename(path) + ".tmp-", suffix=suffix
+    )
     os.close(handle)
     try:
         yield temporary

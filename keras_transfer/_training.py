@@ -40,7 +40,7 @@ def global_sum(value):
 
 
 def gather_replicas(value):
-    """A per-replica batch joined with the other replicas' along axis 0 (the value itself outside a strategy).
+    """A per-replica batch joined with the other replicas' along axis 0 (as is outside a strategy).
 
     For terms that are not means over samples (MMD, CORAL, CMD): computed on the
     gathered batch, each replica holds the global batch's value, and since the
@@ -71,7 +71,7 @@ def keras_loss_mean(loss, y_true, y_pred, sample_weight=None):
 
 
 def strategy_loss_unscaled(value, strategy):
-    """Undoes Keras' 1/replicas factor in a keras.distillation strategy whose losses are Loss objects."""
+    """Undoes Keras' 1/replicas factor in a keras.distillation strategy of Loss objects."""
     leaves = keras.tree.flatten(getattr(strategy, "loss", None))
     if leaves and all(isinstance(leaf, keras.losses.Loss) for leaf in leaves if leaf is not None):
         return value * tf.cast(replica_count(), value.dtype)
@@ -87,7 +87,9 @@ def strategy_loss_unscaled(value, strategy):
 
 
 def worker_count(strategy):
-    """Machines taking part in a strategy: the workers and chief of a MultiWorkerMirroredStrategy, else 1."""
+    """Machines taking part in a strategy: the workers and chief of a MultiWorkerMirroredStrategy,
+    else 1.
+    """
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return 1
     cluster = strategy.cluster_resolver.cluster_spec().as_dict()
@@ -123,7 +125,8 @@ def require_one_machine(strategy, call):
             f"{call} trains a plain Keras model, and Keras {keras.version()}'s fit() fails under "
             f"MultiWorkerMirroredStrategy with {workers} workers (keras-team/keras#20585). Use "
             "MirroredStrategy on one machine; keras-transfer's own models (its Distiller, "
-            "adapters, multi-task and zero-shot models) do run on several workers.")
+            "adapters, multi-task and zero-shot models) do run on several workers."
+        )
 
 
 class MultiWorkerFit:

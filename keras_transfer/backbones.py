@@ -1,4 +1,6 @@
-"""load_backbone: a feature extractor from keras.applications, TF-Hub, a SavedModel or a Keras model."""
+"""load_backbone: a feature extractor from keras.applications, TF-Hub, a SavedModel or a Keras
+model.
+"""
 
 import os
 
@@ -71,18 +73,24 @@ def load_backbone(spec, input_shape=None, weights=None, trainable=False, output_
 
 
 def _from_string(spec, input_shape, weights, output_layer, trainable):
-    application = APPLICATIONS.get(spec.lower(), spec if hasattr(keras.applications, spec) else None)
+    application = APPLICATIONS.get(
+        spec.lower(), spec if hasattr(keras.applications, spec) else None
+    )
     if application is not None and callable(getattr(keras.applications, application, None)):
         return _cut(_application(application, input_shape, weights), output_layer, input_shape)
     if spec.endswith(".keras"):
         _no_weights_argument(weights, "a .keras file")
         if not os.path.isfile(spec):
             raise FileNotFoundError(f"spec {spec!r}: no such .keras file.")
-        return _cut(keras.saving.load_model(spec, safe_mode=True, compile=False), output_layer, input_shape)
+        return _cut(
+            keras.saving.load_model(spec, safe_mode=True, compile=False), output_layer, input_shape
+        )
     if os.path.isdir(spec) or spec.startswith(("http://", "https://", "gs://")):
         _no_weights_argument(weights, "a SavedModel or TF-Hub module")
         if output_layer is not None:
-            raise ValueError("output_layer applies to Keras models; a SavedModel's output is its signature's.")
+            raise ValueError(
+                "output_layer applies to Keras models; a SavedModel's output is its signature's."
+            )
         return _hub_model(spec, input_shape, trainable)
     raise ValueError(
         f"spec={spec!r} is neither a known keras.applications name, an existing folder, a .keras "
@@ -98,13 +106,21 @@ def _no_weights_argument(weights, kind):
 def _application(class_name, input_shape, weights):
     path_given = weights not in (None, "imagenet")
     if path_given and not os.path.isfile(os.fspath(weights)):
-        raise FileNotFoundError(f"weights file not found: {weights!r} (expected None, 'imagenet' or a file).")
+        raise FileNotFoundError(
+            f"weights file not found: {weights!r} (expected None, 'imagenet' or a file)."
+        )
     constructor = getattr(keras.applications, class_name)
     try:
-        model = constructor(include_top=False, weights=None if path_given else weights,
-                            input_shape=None if input_shape is None else tuple(input_shape), pooling="avg")
+        model = constructor(
+            include_top=False,
+            weights=None if path_given else weights,
+            input_shape=None if input_shape is None else tuple(input_shape),
+            pooling="avg",
+        )
     except ValueError as error:
-        raise ValueError(f"input_shape={input_shape} cannot be taken by {class_name}: {error}") from error
+        raise ValueError(
+            f"input_shape={input_shape} cannot be taken by {class_name}: {error}"
+        ) from error
     if path_given:
         model.load_weights(os.fspath(weights))
     return model
@@ -124,22 +140,32 @@ def _copy(model):
 
 def _cut(model, output_layer, input_shape):
     if not getattr(model, "inputs", None):
-        raise ValueError(f"model {model.name!r} has no defined input; call it on data or build it with keras.Input first.")
+        raise ValueError(
+            f"model {model.name!r} has no defined input; call it on data or build it with "
+            "keras.Input first."
+        )
     if input_shape is not None:
         have = tuple(model.inputs[0].shape[1:])
         want = tuple(input_shape)
         if len(have) != len(want) or any(h is not None and h != w for h, w in zip(have, want)):
-            raise ValueError(f"input_shape={want} does not fit model {model.name!r}, which takes {have}.")
+            raise ValueError(
+                f"input_shape={want} does not fit model {model.name!r}, which takes {have}."
+            )
     if output_layer is None:
         return model
     if isinstance(output_layer, int):
         if not -len(model.layers) <= output_layer < len(model.layers):
-            raise ValueError(f"output_layer={output_layer} is out of range: the model has {len(model.layers)} layers.")
+            raise ValueError(
+                f"output_layer={output_layer} is out of range: the model has "
+                f"{len(model.layers)} layers."
+            )
         layer = model.layers[output_layer]
     else:
         names = [layer.name for layer in model.layers]
         if output_layer not in names:
-            raise ValueError(f"output_layer={output_layer!r} is not a layer of {model.name!r}; layers: {names}.")
+            raise ValueError(
+                f"output_layer={output_layer!r} is not a layer of {model.name!r}; layers: {names}."
+            )
         layer = model.get_layer(output_layer)
     return keras.Model(model.inputs, layer.output, name=f"{model.name}_to_{layer.name}")
 
@@ -159,7 +185,9 @@ def _signature_input_shape(layer):
         specs = [s for s in list(args) + list(kwargs.values()) if hasattr(s, "shape")]
         if specs and specs[0].shape.rank and all(d is not None for d in specs[0].shape[1:]):
             return tuple(specs[0].shape[1:])
-    raise ValueError(f"input_shape is required: the module at {layer.handle!r} does not fix its input shape.")
+    raise ValueError(
+        f"input_shape is required: the module at {layer.handle!r} does not fix its input shape."
+    )
 
 
 def _safe_name(name):

@@ -34,18 +34,28 @@ class NonFiniteLoss(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        broken = {name: float(value) for name, value in (logs or {}).items()
-                  if "loss" in name and not math.isfinite(float(value))}
+        broken = {
+            name: float(value)
+            for name, value in (logs or {}).items()
+            if "loss" in name and not math.isfinite(float(value))
+        }
         if not broken:
             return
-        finite = {name: float(value) for name, value in logs.items()
-                  if "loss" in name and name not in broken}
+        finite = {
+            name: float(value)
+            for name, value in logs.items()
+            if "loss" in name and name not in broken
+        }
         culprits = [name for name in broken if name != "loss"] or ["loss"]
         self.terms = culprits
         self.message = (
             f"training stopped at epoch {self._epoch + 1}, batch {batch + 1}: "
             f"{', '.join(f'{name} = {broken[name]}' for name in culprits)}"
-            + (f" (finite: {', '.join(f'{k} = {v:.4g}' for k, v in finite.items())})" if finite else "")
+            + (
+                f" (finite: {', '.join(f'{k} = {v:.4g}' for k, v in finite.items())})"
+                if finite
+                else ""
+            )
             + ". Lower the learning rate or that term's weight, or look for NaN/inf in the inputs."
         )
         print(self.message)

@@ -131,35 +131,62 @@ def build_parser():
         "demo",
         help="train a source model, transfer it to a target task with few labels, export it",
     )
-    demo.add_argument("--data", choices=("digits", "fashion_mnist"), default="digits",
-                      help="digits ships with scikit-learn (no download); default: digits")
+    demo.add_argument(
+        "--data",
+        choices=("digits", "fashion_mnist"),
+        default="digits",
+        help="digits ships with scikit-learn (no download); default: digits",
+    )
     demo.add_argument("--out", default="export", help="output folder (default: export)")
-    demo.add_argument("--labels-per-class", type=int, default=None,
-                      help="labelled target images per class (default: 10)")
+    demo.add_argument(
+        "--labels-per-class",
+        type=int,
+        default=None,
+        help="labelled target images per class (default: 10)",
+    )
     demo.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
-    demo.add_argument("--fashion-path", default=None,
-                      help="folder with the Fashion-MNIST IDX files (default: Debian's, then keras)")
-    demo.add_argument("--overwrite", action="store_true",
-                      help="replace the files of an earlier run in the same folder")
+    demo.add_argument(
+        "--fashion-path",
+        default=None,
+        help="folder with the Fashion-MNIST IDX files (default: Debian's, then keras)",
+    )
+    demo.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the files of an earlier run in the same folder",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=_demo)
 
     exporter = commands.add_parser("export", help="export a .keras model as SavedModel or TFLite")
     exporter.add_argument("model", help="the .keras file")
     exporter.add_argument("--format", choices=("saved_model", "tflite"), default="tflite")
-    exporter.add_argument("--quantize", choices=("none", "dynamic", "float16", "int8"),
-                          default="none", help="TFLite quantization (default: none)")
-    exporter.add_argument("--calibration", help=".npz with typical inputs under 'x' (int8 needs it)")
+    exporter.add_argument(
+        "--quantize",
+        choices=("none", "dynamic", "float16", "int8"),
+        default="none",
+        help="TFLite quantization (default: none)",
+    )
+    exporter.add_argument(
+        "--calibration", help=".npz with typical inputs under 'x' (int8 needs it)"
+    )
     exporter.add_argument("--key", default="x", help="array name of the inputs in the .npz")
     exporter.add_argument("--out", default="export", help="output folder (default: export)")
     exporter.add_argument("--overwrite", action="store_true", help="replace existing output")
-    exporter.add_argument("--unsafe", action="store_true",
-                          help="allow code in the .keras file (Lambda layers); only for trusted files")
+    exporter.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="allow code in the .keras file (Lambda layers); only for trusted files",
+    )
     exporter.set_defaults(run=_export)
 
-    evaluate = commands.add_parser("evaluate", help="accuracy, parity and latency of a .tflite file")
+    evaluate = commands.add_parser(
+        "evaluate", help="accuracy, parity and latency of a .tflite file"
+    )
     evaluate.add_argument("model", help="the .tflite file")
-    evaluate.add_argument("--data", required=True, help=".npz with inputs 'x' and optional labels 'y'")
+    evaluate.add_argument(
+        "--data", required=True, help=".npz with inputs 'x' and optional labels 'y'"
+    )
     evaluate.add_argument("--key", default="x", help="array name of the inputs in the .npz")
     evaluate.add_argument("--keras", help="the .keras model it came from, for a parity check")
     evaluate.add_argument("--threads", type=int, default=1)

@@ -11,12 +11,20 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_transfer._checks import require_finite
+from keras_transfer.domains import domain_pairs  # noqa: F401  (its first home)
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 _IDX_UBYTE = 0x08
 _SPLIT_PREFIX = {"train": "train", "test": "t10k"}
@@ -88,9 +96,7 @@ def read_idx(path):
         )
     rank = data[3]
     header = 4 + 4 * rank
-    shape = tuple(
-        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)
-    )
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank))
     expected = header + int(np.prod(shape))
     if len(data) != expected:
         raise ValueError(
@@ -205,7 +211,9 @@ def load_usps(path, split="train"):
     if os.path.isdir(path):
         path = os.path.join(path, "usps.h5")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"path must be the usps.h5 file or its folder; {path!r} does not exist.")
+        raise FileNotFoundError(
+            f"path must be the usps.h5 file or its folder; {path!r} does not exist."
+        )
     import h5py
 
     try:
@@ -254,7 +262,9 @@ def resize_images(x, size, channels=None):
         if x.shape[-1] not in (1, 3):
             raise ValueError(f"x must have 1 or 3 channels to convert, got {x.shape[-1]}.")
         images = (
-            tf.image.grayscale_to_rgb(images) if channels == 3 else tf.image.rgb_to_grayscale(images)
+            tf.image.grayscale_to_rgb(images)
+            if channels == 3
+            else tf.image.rgb_to_grayscale(images)
         )
     return images.numpy()
 
@@ -316,85 +326,3 @@ def _check_images(x, name):
     if len(x) == 0:
         raise ValueError(f"{name} is empty; expected at least one image.")
     return x
-
-
-def _check_labels(y, n, name):
-    y = np.asarray(y)
-    if len(y) != n:
-        raise ValueError(f"{name} has {len(y)} labels for {n} inputs; expected one label per input.")
-    if y.ndim == 1:
-        if not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"{name} must hold integer class indices, got dtype {y.dtype}.")
-        if y.min() < 0:
-            raise ValueError(f"{name} holds a negative class index ({y.min()}); expected >= 0.")
-    elif y.ndim != 2:
-        raise ValueError(
-            f"{name} must be class indices (n,) or one-hot rows (n, classes), got shape {y.shape}."
-        )
-    return y
-
-
-def domain_pairs(source, target, batch_size=32, seed=None, shuffle=True):
-    """Pairs labelled source batches with unlabelled target batches for adaptation.
-
-    Each epoch has `ceil(max(n_source, n_target) / batch_size)` steps, every batch
-    full: the longer domain is seen whole, the shorter one is repeated. With a
-    seed, the sequence of batches (over all epochs) is the same on every run.
-
-    Args:
-        source: `(x_source, y_source)`, labels as class indices or one-hot rows.
-        target: `x_target`, the unlabelled target inputs (no labels).
-        batch_size: examples per domain in each batch.
-        seed: shuffle seed, or None for a different order each run.
-        shuffle: whether to shuffle each domain every epoch.
-
-    Returns:
-        A `tf.data.Dataset` of `((x_source, y_source), x_target)` batches.
-
-    Example:
-    >>> (xs, ys), _ = load_digits()
-    >>> pairs = domain_pairs((xs, ys), xs[::-1], batch_size=64, seed=0)
-    >>> (x_s, y_s), x_t = next(iter(pairs))
-    >>> tuple(x_t.shape)
-    (64, 8, 8, 1)
-    """
-    if not (isinstance(source, (tuple, list)) and len(source) == 2):
-        raise ValueError("source must be a pair (x_source, y_source) of arrays.")
-    if isinstance(target, (tuple, list)):
-        raise ValueError(
-            "target must be the unlabelled target inputs x_target alone; got a "
-            f"{type(target).__name__} of {len(target)} items. Target labels are not "
-            "used for unsupervised adaptation: keep them for evaluation."
-        )
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-    x_source, y_source = (np.asarray(a) for a in source)
-    x_target = np.asarray(target)
-    for name, x in (("source", x_source), ("target", x_target)):
-        if x.ndim == 0 or len(x) == 0:
-            raise ValueError(f"{name} inputs are empty; expected at least one example.")
-    if x_source.shape[1:] != x_target.shape[1:]:
-        raise ValueError(
-            f"source and target inputs must share a shape past the batch axis: source "
-            f"{x_source.shape[1:]}, target {x_target.shape[1:]}. resize_images() or "
-            "to_common_shape() can bring image domains to one shape."
-        )
-    y_source = _check_labels(y_source, len(x_source), "source labels")
-    require_finite(x_source, "source inputs")
-    require_finite(x_target, "target inputs")
-    steps = -(-max(len(x_source), len(x_target)) // batch_size)
-    source_stream = _endless(
-        tf.data.Dataset.from_tensor_slices((x_source, y_source)), len(x_source), shuffle, seed
-    )
-    target_seed = None if seed is None else seed + 1
-    target_stream = _endless(
-        tf.data.Dataset.from_tensor_slices(x_target), len(x_target), shuffle, target_seed
-    )
-    pairs = tf.data.Dataset.zip((source_stream, target_stream))
-    return pairs.batch(batch_size, drop_remainder=True).take(steps).prefetch(tf.data.AUTOTUNE)
-
-
-def _endless(dataset, size, shuffle, seed):
-    if shuffle:
-        dataset = dataset.shuffle(size, seed=seed, reshuffle_each_iteration=True)
-    return dataset.repeat()

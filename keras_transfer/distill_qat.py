@@ -1,4 +1,6 @@
-"""The first release's path of `distill_quantize_aware`: now `keras_transfer.distill.quantize_aware`."""
+"""The first release's path of `distill_quantize_aware`: now
+`keras_transfer.distill.quantize_aware`.
+"""
 
 from keras_transfer.distill.quantize_aware import LOSSES  # noqa: F401
 from keras_transfer.distill.quantize_aware import distill_quantize_aware  # noqa: F401

@@ -47,7 +47,7 @@ def _probabilities(scores):
 
 
 def _binary_auc(scores, positives):
-    """Area under the ROC curve = P(score of a positive > score of a negative), ties counted half."""
+    """Area under the ROC curve: P(a positive scores above a negative), ties counted half."""
     n_pos, n_neg = int(positives.sum()), int((~positives).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
@@ -59,7 +59,7 @@ def _binary_auc(scores, positives):
         end = start
         while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[start]:
             end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2 + 1
+        ranks[order[start : end + 1]] = (start + end) / 2 + 1
         start = end + 1
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
@@ -79,7 +79,8 @@ def classification_report(model_or_outputs, data, class_names=None):
         classes present in y.
 
     Example:
-    >>> report = classification_report(np.array([[2.0, 0.1], [0.3, 1.0], [1.0, 0.0]]), np.array([0, 1, 1]))
+    >>> logits = np.array([[2.0, 0.1], [0.3, 1.0], [1.0, 0.0]])
+    >>> report = classification_report(logits, np.array([0, 1, 1]))
     >>> round(report.accuracy, 3), report.confusion_matrix.tolist()
     (0.667, [[1, 0], [1, 1]])
     """
@@ -90,16 +91,22 @@ def classification_report(model_or_outputs, data, class_names=None):
     scores = require_finite(_scores(model_or_outputs, x), "outputs of model_or_outputs")
     y = np.asarray(y)
     if scores.ndim != 2 or len(scores) != len(y) or len(y) == 0:
-        raise ValueError(f"outputs must be (n, classes) for n = {len(y)} labels; got shape {scores.shape}.")
+        raise ValueError(
+            f"outputs must be (n, classes) for n = {len(y)} labels; got shape {scores.shape}."
+        )
     classes = scores.shape[1]
     if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= classes:
-        raise ValueError(f"labels must be integers in [0, {classes}); got range [{y.min()}, {y.max()}].")
+        raise ValueError(
+            f"labels must be integers in [0, {classes}); got range [{y.min()}, {y.max()}]."
+        )
     predicted = scores.argmax(axis=1)
     matrix = np.zeros((classes, classes), dtype="int64")
     np.add.at(matrix, (y, predicted), 1)
     true_positive = np.diag(matrix).astype("float64")
     predicted_count, actual_count = matrix.sum(axis=0), matrix.sum(axis=1)
-    precision = np.divide(true_positive, predicted_count, out=np.zeros(classes), where=predicted_count > 0)
+    precision = np.divide(
+        true_positive, predicted_count, out=np.zeros(classes), where=predicted_count > 0
+    )
     recall = np.divide(true_positive, actual_count, out=np.zeros(classes), where=actual_count > 0)
     total = precision + recall
     f1 = np.divide(2 * precision * recall, total, out=np.zeros(classes), where=total > 0)
@@ -108,10 +115,16 @@ def classification_report(model_or_outputs, data, class_names=None):
     aucs = [_binary_auc(probabilities[:, c], y == c) for c in range(classes) if present[c]]
     return ClassificationReport(
         accuracy=float(np.mean(predicted == y)),
-        precision_macro=float(precision[present].mean()), recall_macro=float(recall[present].mean()),
-        f1_macro=float(f1[present].mean()), roc_auc_ovr=float(np.nanmean(aucs)),
-        precision=precision.tolist(), recall=recall.tolist(), f1=f1.tolist(), support=actual_count.tolist(),
-        confusion_matrix=matrix, class_names=list(class_names) if class_names else [str(c) for c in range(classes)],
+        precision_macro=float(precision[present].mean()),
+        recall_macro=float(recall[present].mean()),
+        f1_macro=float(f1[present].mean()),
+        roc_auc_ovr=float(np.nanmean(aucs)),
+        precision=precision.tolist(),
+        recall=recall.tolist(),
+        f1=f1.tolist(),
+        support=actual_count.tolist(),
+        confusion_matrix=matrix,
+        class_names=list(class_names) if class_names else [str(c) for c in range(classes)],
     )
 
 
@@ -143,8 +156,15 @@ def plot_confusion_matrix(report, path, overwrite=False):
     figure, axis = plt.subplots(figsize=(1 + 0.6 * len(matrix), 0.8 + 0.6 * len(matrix)))
     axis.imshow(matrix, cmap="Blues")
     for (row, column), count in np.ndenumerate(matrix):
-        axis.text(column, row, str(count), ha="center", va="center",
-                  color="white" if count > matrix.max() / 2 else "black", fontsize=8)
+        axis.text(
+            column,
+            row,
+            str(count),
+            ha="center",
+            va="center",
+            color="white" if count > matrix.max() / 2 else "black",
+            fontsize=8,
+        )
     axis.set_xticks(range(len(matrix)), report.class_names, rotation=45, ha="right")
     axis.set_yticks(range(len(matrix)), report.class_names)
     axis.set_xlabel("predicted")
@@ -203,7 +223,7 @@ def plot_domain_embedding(panels, path, method="pca", overwrite=False):
     for axis, (title, (source, target)) in zip(axes[0], panels.items()):
         points = embed_2d(np.concatenate([np.asarray(source), np.asarray(target)]), method)
         axis.scatter(*points[: len(source)].T, s=4, alpha=0.5, label="source")
-        axis.scatter(*points[len(source):].T, s=4, alpha=0.5, label="target")
+        axis.scatter(*points[len(source) :].T, s=4, alpha=0.5, label="target")
         axis.set_title(title)
         axis.legend(markerscale=3)
     return _save_figure(figure, path, overwrite)

@@ -58,13 +58,19 @@ def extract_features(backbone, x, cache_dir=None, batch_size=256):
     if x.ndim == 0 or len(x) == 0:
         raise ValueError(f"x is empty (shape {x.shape}); pass at least one input.")
     expected = tuple(backbone.inputs[0].shape[1:]) if backbone.inputs else None
-    if expected is not None and (len(expected) != x.ndim - 1 or
-                                 any(e is not None and e != s for e, s in zip(expected, x.shape[1:]))):
-        raise ValueError(f"x has samples of shape {x.shape[1:]}; backbone {backbone.name!r} takes {expected}.")
+    if expected is not None and (
+        len(expected) != x.ndim - 1
+        or any(e is not None and e != s for e, s in zip(expected, x.shape[1:]))
+    ):
+        raise ValueError(
+            f"x has samples of shape {x.shape[1:]}; backbone {backbone.name!r} takes {expected}."
+        )
     if cache_dir is None:
         return _compute(backbone, x, batch_size)
     if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
-        raise NotADirectoryError(f"cache_dir must be a folder (created if missing); {os.fspath(cache_dir)!r} is a file.")
+        raise NotADirectoryError(
+            f"cache_dir must be a folder (created if missing); {os.fspath(cache_dir)!r} is a file."
+        )
     path = os.path.join(os.fspath(cache_dir), f"features-{cache_key(backbone, x)[:32]}.npy")
     if os.path.exists(path):
         return np.load(path, allow_pickle=False)
@@ -94,4 +100,6 @@ def stack(backbone, head, name=None):
     >>> classifier = stack(backbone, head)  # doctest: +SKIP
     """
     inputs = keras.Input(tuple(backbone.inputs[0].shape[1:]), name="inputs")
-    return keras.Model(inputs, head(backbone(inputs)), name=name or f"{backbone.name}_with_{head.name}")
+    return keras.Model(
+        inputs, head(backbone(inputs)), name=name or f"{backbone.name}_with_{head.name}"
+    )

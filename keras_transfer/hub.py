@@ -25,10 +25,13 @@ def resolve_handle(handle):
         The path of a folder holding `saved_model.pb`.
 
     Example:
-    >>> resolve_handle("https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5")  # doctest: +SKIP
+    >>> handle = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"
+    >>> resolve_handle(handle)  # doctest: +SKIP
     """
     if not isinstance(handle, (str, os.PathLike)):
-        raise TypeError(f"handle must be a folder path or a TF-Hub URL; got {type(handle).__name__}.")
+        raise TypeError(
+            f"handle must be a folder path or a TF-Hub URL; got {type(handle).__name__}."
+        )
     handle = os.fspath(handle)
     if handle.startswith(_URL_PREFIXES):
         import tensorflow_hub
@@ -37,7 +40,9 @@ def resolve_handle(handle):
     if not os.path.isdir(handle):
         raise FileNotFoundError(f"handle {handle!r} is neither a folder nor a TF-Hub URL.")
     if not os.path.isfile(os.path.join(handle, "saved_model.pb")):
-        raise FileNotFoundError(f"handle {handle!r} is a folder without saved_model.pb: not a SavedModel.")
+        raise FileNotFoundError(
+            f"handle {handle!r} is a folder without saved_model.pb: not a SavedModel."
+        )
     return handle
 
 
@@ -145,11 +150,20 @@ class HubLayer(keras.layers.Layer):
 
     Example:
     >>> layer = HubLayer("export/feature_extractor", trainable=True)  # doctest: +SKIP
-    >>> model = keras.Sequential([keras.Input((28, 28, 1)), layer, keras.layers.Dense(10)])  # doctest: +SKIP
+    >>> model = keras.Sequential([keras.Input((28, 28, 1)), layer, keras.layers.Dense(10)])
+    ... # doctest: +SKIP
     """
 
-    def __init__(self, handle, trainable=False, signature=None, output_key=None,
-                 training_mode=False, arguments=None, **kwargs):
+    def __init__(
+        self,
+        handle,
+        trainable=False,
+        signature=None,
+        output_key=None,
+        training_mode=False,
+        arguments=None,
+        **kwargs,
+    ):
         super().__init__(trainable=trainable, **kwargs)
         self.handle = os.fspath(handle) if isinstance(handle, os.PathLike) else handle
         self.signature = signature
@@ -184,11 +198,15 @@ class HubLayer(keras.layers.Layer):
     def _pick_output(self, outputs):
         if not isinstance(outputs, dict):
             if self.output_key is not None:
-                raise ValueError(f"output_key={self.output_key!r} given, but the module returns a single tensor.")
+                raise ValueError(
+                    f"output_key={self.output_key!r} given, but the module returns a single tensor."
+                )
             return outputs
         if self.output_key is not None:
             if self.output_key not in outputs:
-                raise ValueError(f"output_key={self.output_key!r} is not an output; outputs: {sorted(outputs)}.")
+                raise ValueError(
+                    f"output_key={self.output_key!r} is not an output; outputs: {sorted(outputs)}."
+                )
             return outputs[self.output_key]
         if len(outputs) == 1:
             return next(iter(outputs.values()))
@@ -196,8 +214,13 @@ class HubLayer(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(handle=self.handle, signature=self.signature, output_key=self.output_key,
-                      training_mode=self.training_mode, arguments=self.arguments)
+        config.update(
+            handle=self.handle,
+            signature=self.signature,
+            output_key=self.output_key,
+            training_mode=self.training_mode,
+            arguments=self.arguments,
+        )
         return config
 
     @classmethod
@@ -217,7 +240,10 @@ def _in_safe_mode():
     own TFSMLayer, which refuses to deserialize in safe mode before it
     touches its (here nonexistent) path.
     """
-    probe = {"filepath": os.path.join(os.sep, "nonexistent", "keras_transfer_probe"), "call_endpoint": "serve"}
+    probe = {
+        "filepath": os.path.join(os.sep, "nonexistent", "keras_transfer_probe"),
+        "call_endpoint": "serve",
+    }
     try:
         keras.layers.TFSMLayer.from_config(probe)
     except ValueError as error:

@@ -12,12 +12,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer._checks import require_finite
+from keras_transfer._checks import require_labels
 from keras_transfer._checks import require_layer
 from keras_transfer._custom_step import CustomStepModel
 from keras_transfer._custom_step import StepTerms
 from keras_transfer._training import global_sum
 from keras_transfer._training import replica_count
-from keras_transfer.datasets import _check_labels
 
 SAMPLING = ("round_robin", "proportional")
 
@@ -44,7 +44,8 @@ def task_batches(tasks, batch_size=32, sampling="round_robin", seed=None):
 
     Example:
     >>> x = np.zeros((64, 8, 8, 1), "float32")
-    >>> batches = task_batches({"a": (x, np.zeros(64, "int32")), "b": (x, np.ones(64, "int32"))}, 32, seed=0)
+    >>> tasks = {"a": (x, np.zeros(64, "int32")), "b": (x, np.ones(64, "int32"))}
+    >>> batches = task_batches(tasks, 32, seed=0)
     >>> _, labels, masks = next(iter(batches))
     >>> sorted(labels), [float(masks["a"][0]), float(masks["b"][0])]
     (['a', 'b'], [1.0, 0.0])
@@ -58,8 +59,14 @@ def task_batches(tasks, batch_size=32, sampling="round_robin", seed=None):
     streams = []
     for index, (name, (x, y)) in enumerate(arrays.items()):
         stream = tf.data.Dataset.from_tensor_slices((x, y))
-        stream = stream.shuffle(len(x), seed=None if seed is None else seed + index, reshuffle_each_iteration=True)
-        streams.append(stream.repeat().batch(batch_size, drop_remainder=True).map(_labelled_for(name, templates)))
+        stream = stream.shuffle(
+            len(x), seed=None if seed is None else seed + index, reshuffle_each_iteration=True
+        )
+        streams.append(
+            stream.repeat()
+            .batch(batch_size, drop_remainder=True)
+            .map(_labelled_for(name, templates))
+        )
     steps = sum(len(x) // batch_size for x, _ in arrays.values())
     if sampling == "round_robin":
         order = tf.data.Dataset.range(len(streams)).repeat()
@@ -67,26 +74,35 @@ def task_batches(tasks, batch_size=32, sampling="round_robin", seed=None):
     else:
         sizes = np.array([len(x) for x, _ in arrays.values()], "float64")
         batches = tf.data.Dataset.sample_from_datasets(
-            streams, weights=list(sizes / sizes.sum()), seed=seed, rerandomize_each_iteration=True)
+            streams, weights=list(sizes / sizes.sum()), seed=seed, rerandomize_each_iteration=True
+        )
     return batches.take(steps).prefetch(tf.data.AUTOTUNE)
 
 
 def _check_tasks(tasks, batch_size):
     if not isinstance(tasks, dict) or not tasks:
-        raise ValueError(f"tasks must be a non-empty dict {{name: (x, y)}}; got {type(tasks).__name__}.")
+        raise ValueError(
+            f"tasks must be a non-empty dict {{name: (x, y)}}; got {type(tasks).__name__}."
+        )
     arrays, input_shape = {}, None
     for name, data in tasks.items():
         if not (isinstance(data, (tuple, list)) and len(data) == 2):
             raise ValueError(f"tasks[{name!r}] must be a pair (x, y) of arrays.")
         x, y = np.asarray(data[0]), np.asarray(data[1])
         if x.ndim < 2 or len(x) == 0:
-            raise ValueError(f"tasks[{name!r}] inputs must be a non-empty batch of samples; got shape {x.shape}.")
-        y = _check_labels(y, len(x), f"tasks[{name!r}] labels")
+            raise ValueError(
+                f"tasks[{name!r}] inputs must be a non-empty batch of samples; got shape {x.shape}."
+            )
+        y = require_labels(y, len(x), f"tasks[{name!r}] labels")
         if len(x) < batch_size:
-            raise ValueError(f"tasks[{name!r}] has {len(x)} samples, fewer than batch_size={batch_size}.")
+            raise ValueError(
+                f"tasks[{name!r}] has {len(x)} samples, fewer than batch_size={batch_size}."
+            )
         if input_shape is not None and x.shape[1:] != input_shape:
-            raise ValueError(f"tasks[{name!r}] inputs have shape {x.shape[1:]} per sample, other tasks "
-                             f"{input_shape}; the shared backbone needs one input shape.")
+            raise ValueError(
+                f"tasks[{name!r}] inputs have shape {x.shape[1:]} per sample, other tasks "
+                f"{input_shape}; the shared backbone needs one input shape."
+            )
         input_shape = x.shape[1:]
         require_finite(x, f"tasks[{name!r}] inputs")
         y = y.astype("int32") if np.issubdtype(y.dtype, np.integer) else y.astype("float32")
@@ -100,9 +116,16 @@ def _labelled_for(task, templates):
         labels, masks = {}, {}
         for name, (shape, dtype) in templates.items():
             present = name == task
-            labels[name] = y if present else tf.zeros(tf.concat([[size], tf.constant(shape, tf.int32, [len(shape)])], 0), dtype)
+            labels[name] = (
+                y
+                if present
+                else tf.zeros(
+                    tf.concat([[size], tf.constant(shape, tf.int32, [len(shape)])], 0), dtype
+                )
+            )
             masks[name] = tf.fill([size], 1.0 if present else 0.0)
         return x, labels, masks
+
     return attach
 
 
@@ -129,9 +152,11 @@ class MultiTaskModel(CustomStepModel):
         loss_weights: `{task name: weight}`; tasks left out weigh 1.
 
     Example:
-    >>> model = MultiTaskModel(backbone, {"digit": digit_head, "parity": parity_head})  # doctest: +SKIP
-    >>> model.compile("adam", metrics=["accuracy"])  # sparse CE on logits per task  # doctest: +SKIP
-    >>> model.fit(task_batches({"digit": (x1, y1), "parity": (x2, y2)}, 32), epochs=5)  # doctest: +SKIP
+    >>> heads = {"digit": digit_head, "parity": parity_head}  # doctest: +SKIP
+    >>> model = MultiTaskModel(backbone, heads)  # doctest: +SKIP
+    >>> model.compile("adam", metrics=["accuracy"])  # doctest: +SKIP
+    >>> batches = task_batches({"digit": (x1, y1), "parity": (x2, y2)}, 32)  # doctest: +SKIP
+    >>> model.fit(batches, epochs=5)  # doctest: +SKIP
     >>> digit_model = model.head_model("digit")  # inputs -> digit logits  # doctest: +SKIP
     """
 
@@ -139,18 +164,25 @@ class MultiTaskModel(CustomStepModel):
         super().__init__(**kwargs)
         require_layer(backbone, "backbone")
         if not isinstance(heads, dict) or not heads:
-            raise ValueError(f"heads must be a non-empty dict {{task name: head model}}; got {type(heads).__name__}.")
+            raise ValueError(
+                "heads must be a non-empty dict {task name: head model}; "
+                f"got {type(heads).__name__}."
+            )
         for name, head in heads.items():
             if not isinstance(name, str) or not name.isidentifier():
                 raise ValueError(f"head names must be identifiers (they name logs); got {name!r}.")
             require_layer(head, f"heads[{name!r}]")
         unknown = sorted(set(loss_weights or {}) - set(heads))
         if unknown:
-            raise ValueError(f"loss_weights names tasks {unknown} that have no head; heads: {sorted(heads)}.")
+            raise ValueError(
+                f"loss_weights names tasks {unknown} that have no head; heads: {sorted(heads)}."
+            )
         self.backbone = backbone
         self.heads = dict(heads)
         self.task_names = list(heads)
-        self.loss_weights = {name: float((loss_weights or {}).get(name, 1.0)) for name in self.task_names}
+        self.loss_weights = {
+            name: float((loss_weights or {}).get(name, 1.0)) for name in self.task_names
+        }
         self.loss_terms = tuple(f"{name}_loss" for name in self.task_names)
         self._task_metrics = {name: [] for name in self.task_names}
 
@@ -178,8 +210,10 @@ class MultiTaskModel(CustomStepModel):
 
     def _resolve_metrics(self, metrics):
         self._metrics_argument = metrics
-        self._task_metrics = {name: [self._make_metric(name, m) for m in (value or [])]
-                              for name, value in self._per_task(metrics, "metrics").items()}
+        self._task_metrics = {
+            name: [self._make_metric(name, m) for m in (value or [])]
+            for name, value in self._per_task(metrics, "metrics").items()
+        }
         return None  # each task's metrics count its labelled samples only: update_metrics
 
     def _per_task(self, value, argument):
@@ -187,7 +221,9 @@ class MultiTaskModel(CustomStepModel):
             return {name: value for name in self.task_names}
         unknown = sorted(set(value) - set(self.task_names))
         if unknown:
-            raise ValueError(f"{argument} names tasks {unknown} that have no head; heads: {self.task_names}.")
+            raise ValueError(
+                f"{argument} names tasks {unknown} that have no head; heads: {self.task_names}."
+            )
         return {name: value.get(name) for name in self.task_names}
 
     def _make_metric(self, task, metric):
@@ -205,16 +241,22 @@ class MultiTaskModel(CustomStepModel):
 
     @property
     def metrics(self):
-        return getattr(self, "_trackers", []) + [m for name in self.task_names for m in self._task_metrics[name]]
+        return getattr(self, "_trackers", []) + [
+            m for name in self.task_names for m in self._task_metrics[name]
+        ]
 
     def _labels_and_masks(self, data):
         x, y, masks = keras.utils.unpack_x_y_sample_weight(data)
         if not isinstance(y, dict):
-            raise ValueError(f"MultiTaskModel needs labels as a dict {{task: y}}; got {type(y).__name__}. "
-                             "task_batches() builds such batches.")
+            raise ValueError(
+                f"MultiTaskModel needs labels as a dict {{task: y}}; got {type(y).__name__}. "
+                "task_batches() builds such batches."
+            )
         unknown = sorted(set(y) - set(self.task_names))
         if unknown:
-            raise ValueError(f"labels name tasks {unknown} that have no head; heads: {self.task_names}.")
+            raise ValueError(
+                f"labels name tasks {unknown} that have no head; heads: {self.task_names}."
+            )
         masks = dict(masks or {})
         size = tf.shape(tf.nest.flatten(x)[0])[0]
         for name in self.task_names:
@@ -222,7 +264,11 @@ class MultiTaskModel(CustomStepModel):
                 masks[name] = tf.zeros([size])
             elif name not in masks:
                 masks[name] = tf.ones([size])
-        return x, y, {name: tf.cast(tf.reshape(masks[name], [-1]), "float32") for name in self.task_names}
+        return (
+            x,
+            y,
+            {name: tf.cast(tf.reshape(masks[name], [-1]), "float32") for name in self.task_names},
+        )
 
     def compute_terms(self, data, training):
         """Each task's masked mean loss over the global batch, and the weighted total."""
@@ -239,7 +285,9 @@ class MultiTaskModel(CustomStepModel):
                 continue
             labelled = global_sum(tf.reduce_sum(masks[name]))
             per_sample = self._per_sample_loss(name, y[name], outputs[name])
-            terms[key] = tf.math.divide_no_nan(tf.reduce_sum(per_sample * masks[name]), labelled) * replicas
+            terms[key] = (
+                tf.math.divide_no_nan(tf.reduce_sum(per_sample * masks[name]), labelled) * replicas
+            )
             weights[key] = labelled / replicas
             total = total + self.loss_weights[name] * terms[key]
         return StepTerms({"loss": total, **terms}, y, outputs, masks, weights)
@@ -252,7 +300,11 @@ class MultiTaskModel(CustomStepModel):
 
     def _per_sample_loss(self, name, y_true, y_pred):
         loss = self.task_loss[name]
-        values = loss.call(y_true, y_pred) if isinstance(loss, keras.losses.Loss) else loss(y_true, y_pred)
+        values = (
+            loss.call(y_true, y_pred)
+            if isinstance(loss, keras.losses.Loss)
+            else loss(y_true, y_pred)
+        )
         values = tf.cast(values, "float32")
         if values.shape.rank == 0:  # a loss function that averaged already
             values = tf.fill(tf.shape(y_pred)[:1], values)
@@ -268,8 +320,10 @@ class MultiTaskModel(CustomStepModel):
             raise ValueError(f"task must be one of {self.task_names}; got {task!r}.")
         inputs = getattr(self.backbone, "inputs", None)
         if not inputs:
-            raise ValueError("head_model needs a backbone with known inputs (a functional model or a "
-                             "Sequential with keras.Input); build it on an Input first.")
+            raise ValueError(
+                "head_model needs a backbone with known inputs (a functional model or a "
+                "Sequential with keras.Input); build it on an Input first."
+            )
         shape = tuple(inputs[0].shape[1:])
         x = keras.Input(shape, name="inputs")
         return keras.Model(x, self.heads[task](self.backbone(x)), name=f"{task}_model")

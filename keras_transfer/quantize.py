@@ -22,11 +22,31 @@ import keras
 import numpy as np
 
 SUPPORTED_LAYERS = (
-    "InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv1D", "Dense",
-    "BatchNormalization", "Activation", "ReLU", "Softmax", "LeakyReLU",
-    "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-    "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
-    "Add", "Multiply", "Concatenate", "Flatten", "Reshape", "Dropout", "ZeroPadding2D",
+    "InputLayer",
+    "Conv2D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "Conv1D",
+    "Dense",
+    "BatchNormalization",
+    "Activation",
+    "ReLU",
+    "Softmax",
+    "LeakyReLU",
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "MaxPooling1D",
+    "AveragePooling1D",
+    "GlobalAveragePooling1D",
+    "Add",
+    "Multiply",
+    "Concatenate",
+    "Flatten",
+    "Reshape",
+    "Dropout",
+    "ZeroPadding2D",
     "Rescaling",
 )
 _BASE_KEYS = {"name", "dtype", "trainable"}
@@ -61,7 +81,9 @@ def unsupported_layers(model):
     for layer in model.layers:
         kind = type(layer).__name__
         if kind not in SUPPORTED_LAYERS or getattr(layer, "lora_enabled", False):
-            found.append(f"{layer.name} ({kind}{', LoRA enabled' if kind in SUPPORTED_LAYERS else ''})")
+            found.append(
+                f"{layer.name} ({kind}{', LoRA enabled' if kind in SUPPORTED_LAYERS else ''})"
+            )
         elif _dtype_name(layer.get_config().get("dtype")) != "float32":
             found.append(f"{layer.name} ({kind}, dtype {_dtype_name(layer.get_config()['dtype'])})")
     return found
@@ -133,8 +155,7 @@ def _rebuild_functional(tf_keras, model):
                 progressed.append(layer_config["name"])
         if not progressed:
             raise ValueError(
-                "Could not order the layers of the model: "
-                + ", ".join(c["name"] for c in pending)
+                "Could not order the layers of the model: " + ", ".join(c["name"] for c in pending)
             )
         pending = [c for c in pending if c["name"] not in progressed]
     inputs = [tensors[tuple(ref)] for ref in _as_list(config["input_layers"])]
@@ -215,9 +236,7 @@ def to_tf_keras(model):
 
 def _check_same_outputs(model, rebuilt):
     rng = np.random.default_rng(0)
-    batch = [
-        rng.uniform(0, 1, (4, *tensor.shape[1:])).astype("float32") for tensor in model.inputs
-    ]
+    batch = [rng.uniform(0, 1, (4, *tensor.shape[1:])).astype("float32") for tensor in model.inputs]
     batch = batch if len(batch) > 1 else batch[0]
     expected = model.predict(batch, verbose=0)
     got = rebuilt.predict(batch, verbose=0)
@@ -269,7 +288,9 @@ def quantize_aware(model, calibration_data=None, batch_size=256):
     if calibration_data is not None:
         calibration_data = np.asarray(calibration_data, dtype="float32")
         if calibration_data.size == 0:
-            raise ValueError("calibration_data is empty; pass a few hundred typical inputs or None.")
+            raise ValueError(
+                "calibration_data is empty; pass a few hundred typical inputs or None."
+            )
     legacy = to_tf_keras(model)
     tfmot = _import_tfmot()
     qat = tfmot.quantization.keras.quantize_model(legacy)
@@ -299,7 +320,11 @@ def calibrate_activation_ranges(qat, float_model, data, batch_size=256):
         if source is not None:
             tracked[layer.name] = source
     names = sorted(set(tracked.values()) - {"<input>"})
-    probe = type(float_model)(float_model.inputs, [float_model.get_layer(n).output for n in names]) if names else None
+    probe = (
+        type(float_model)(float_model.inputs, [float_model.get_layer(n).output for n in names])
+        if names
+        else None
+    )
     ranges = {"<input>": (float(np.min(data)), float(np.max(data)))}
     if probe is not None:
         outputs = probe.predict(data, batch_size=batch_size, verbose=0)
@@ -344,5 +369,9 @@ def _tracked_layer_name(layer):
         inbound = inbound[0] if isinstance(inbound, list) else inbound
         if type(inbound).__name__ == "InputLayer":
             return "<input>"
-        return _tracked_layer_name(inbound) if type(inbound).__name__.startswith("Quantize") else inbound.name
+        return (
+            _tracked_layer_name(inbound)
+            if type(inbound).__name__.startswith("Quantize")
+            else inbound.name
+        )
     return None

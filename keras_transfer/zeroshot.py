@@ -49,7 +49,7 @@ class HingeRankingLoss(keras.losses.Loss):
         margin: the margin k.
 
     Example:
-    >>> zsl.compile("adam", loss=HingeRankingLoss(margin=1.0), metrics=["accuracy"])  # doctest: +SKIP
+    >>> zsl.compile("adam", loss=HingeRankingLoss(margin=1.0))  # doctest: +SKIP
     """
 
     def __init__(self, margin=1.0, name="hinge_ranking", reduction="sum_over_batch_size", **kwargs):
@@ -68,8 +68,10 @@ class HingeRankingLoss(keras.losses.Loss):
 def _attribute_table(class_attributes, argument="class_attributes"):
     table = np.asarray(class_attributes, dtype="float32")
     if table.ndim != 2 or table.shape[0] < 2 or table.shape[1] < 1:
-        raise ValueError(f"{argument} must be a (classes, attributes) table with at least 2 classes; "
-                         f"got shape {table.shape}.")
+        raise ValueError(
+            f"{argument} must be a (classes, attributes) table with at least 2 classes; "
+            f"got shape {table.shape}."
+        )
     require_finite(table, argument)
     return table
 
@@ -106,9 +108,15 @@ class ZeroShotClassifier(MultiWorkerFit, keras.Model):
     def call(self, inputs, training=False):
         images = self.image_encoder(inputs, training=training)
         classes = self.attribute_encoder(tf.constant(self.class_attributes), training=training)
-        if images.shape[-1] is not None and classes.shape[-1] is not None and images.shape[-1] != classes.shape[-1]:
-            raise ValueError(f"image_encoder gives {images.shape[-1]}-d embeddings and attribute_encoder "
-                             f"{classes.shape[-1]}-d; they must match to be compared.")
+        if (
+            images.shape[-1] is not None
+            and classes.shape[-1] is not None
+            and images.shape[-1] != classes.shape[-1]
+        ):
+            raise ValueError(
+                f"image_encoder gives {images.shape[-1]}-d embeddings and attribute_encoder "
+                f"{classes.shape[-1]}-d; they must match to be compared."
+            )
         return tf.matmul(images, classes, transpose_b=True)
 
     # Keras' own steps, with logs that also run on several workers (see step_logs).
@@ -122,15 +130,21 @@ class ZeroShotClassifier(MultiWorkerFit, keras.Model):
         """A classifier over the classes of another attribute table, sharing these encoders."""
         table = _attribute_table(class_attributes)
         if table.shape[1] != self.class_attributes.shape[1]:
-            raise ValueError(f"class_attributes has {table.shape[1]} attributes per class; this model was "
-                             f"built on {self.class_attributes.shape[1]}.")
-        return ZeroShotClassifier(self.image_encoder, self.attribute_encoder, table, name=f"{self.name}_classes")
+            raise ValueError(
+                f"class_attributes has {table.shape[1]} attributes per class; this model was "
+                f"built on {self.class_attributes.shape[1]}."
+            )
+        return ZeroShotClassifier(
+            self.image_encoder, self.attribute_encoder, table, name=f"{self.name}_classes"
+        )
 
     def get_config(self):
-        return {**super().get_config(),
-                "image_encoder": keras.saving.serialize_keras_object(self.image_encoder),
-                "attribute_encoder": keras.saving.serialize_keras_object(self.attribute_encoder),
-                "class_attributes": self.class_attributes.tolist()}
+        return {
+            **super().get_config(),
+            "image_encoder": keras.saving.serialize_keras_object(self.image_encoder),
+            "attribute_encoder": keras.saving.serialize_keras_object(self.attribute_encoder),
+            "class_attributes": self.class_attributes.tolist(),
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -149,7 +163,9 @@ def per_class_accuracy(y_true, y_pred, classes):
     return float(np.mean(accuracies))
 
 
-def zero_shot_evaluation(model, x, y, class_attributes, seen_classes, calibration=0.0, batch_size=256):
+def zero_shot_evaluation(
+    model, x, y, class_attributes, seen_classes, calibration=0.0, batch_size=256
+):
     """Conventional and generalized zero-shot accuracy (Xian et al. 2018).
 
     Args:
@@ -167,19 +183,24 @@ def zero_shot_evaluation(model, x, y, class_attributes, seen_classes, calibratio
         `chance_zsl` (1 / number of unseen classes). Accuracies are per-class means.
 
     Example:
-    >>> scores = zero_shot_evaluation(zsl, x_test, y_test, attributes, seen_classes=[0, 1, 4, 6, 7, 8, 9])  # doctest: +SKIP
+    >>> seen = [0, 1, 4, 6, 7, 8, 9]
+    >>> scores = zero_shot_evaluation(zsl, x_test, y_test, attributes, seen)  # doctest: +SKIP
     """
     table = _attribute_table(class_attributes)
     y = np.asarray(y).reshape(-1)
     seen = sorted(set(int(c) for c in seen_classes))
     unseen = [c for c in range(len(table)) if c not in seen]
     if not unseen or not seen or max(seen) >= len(table) or min(seen) < 0:
-        raise ValueError(f"seen_classes must be a proper subset of the {len(table)} rows of class_attributes; "
-                         f"got {list(seen_classes)}.")
+        raise ValueError(
+            f"seen_classes must be a proper subset of the {len(table)} rows of class_attributes; "
+            f"got {list(seen_classes)}."
+        )
     if len(x) != len(y) or len(y) == 0:
         raise ValueError(f"x and y must be non-empty and of one length; got {len(x)} and {len(y)}.")
     if y.min() < 0 or y.max() >= len(table):
-        raise ValueError(f"y must hold rows of class_attributes (0..{len(table) - 1}); got {y.min()}..{y.max()}.")
+        raise ValueError(
+            f"y must hold rows of class_attributes (0..{len(table) - 1}); got {y.min()}..{y.max()}."
+        )
     scores = model.with_classes(table).predict(x, batch_size=batch_size, verbose=0)
     is_unseen = np.isin(y, unseen)
     zsl_pred = np.array(unseen)[np.argmax(scores[:, unseen], axis=-1)]
@@ -187,31 +208,65 @@ def zero_shot_evaluation(model, x, y, class_attributes, seen_classes, calibratio
     gzsl_pred = np.argmax(calibrated, axis=-1)
     seen_accuracy = per_class_accuracy(y[~is_unseen], gzsl_pred[~is_unseen], seen)
     unseen_accuracy = per_class_accuracy(y[is_unseen], gzsl_pred[is_unseen], unseen)
-    harmonic = 0.0 if seen_accuracy + unseen_accuracy == 0 else (
-        2 * seen_accuracy * unseen_accuracy / (seen_accuracy + unseen_accuracy))
-    return {"zsl": per_class_accuracy(y[is_unseen], zsl_pred[is_unseen], unseen), "seen": seen_accuracy,
-            "unseen": unseen_accuracy, "harmonic_mean": float(harmonic), "chance_zsl": 1.0 / len(unseen)}
+    harmonic = (
+        0.0
+        if seen_accuracy + unseen_accuracy == 0
+        else (2 * seen_accuracy * unseen_accuracy / (seen_accuracy + unseen_accuracy))
+    )
+    return {
+        "zsl": per_class_accuracy(y[is_unseen], zsl_pred[is_unseen], unseen),
+        "seen": seen_accuracy,
+        "unseen": unseen_accuracy,
+        "harmonic_mean": float(harmonic),
+        "chance_zsl": 1.0 / len(unseen),
+    }
 
 
 # Attributes of the 10 Fashion-MNIST classes, written for this toolkit from what the 28x28
 # silhouettes show (1 = the class has it). Rows follow the dataset's labels 0-9.
 FASHION_MNIST_ATTRIBUTE_NAMES = (
-    "upper_body", "covers_legs", "footwear", "sleeves", "long_sleeves", "front_opening", "collar",
-    "two_legs", "open_straps", "covers_ankle", "laces", "handle", "boxy", "heel", "taller_than_wide",
+    "upper_body",
+    "covers_legs",
+    "footwear",
+    "sleeves",
+    "long_sleeves",
+    "front_opening",
+    "collar",
+    "two_legs",
+    "open_straps",
+    "covers_ankle",
+    "laces",
+    "handle",
+    "boxy",
+    "heel",
+    "taller_than_wide",
     "flared_bottom",
 )
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                         "Sneaker", "Bag", "Ankle boot")
-FASHION_MNIST_ATTRIBUTES = np.array([
-    # up legs foot slv long open collar 2leg strap ankle lace handle box heel tall flare
-    [1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # T-shirt/top
-    [0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 1, 0],  # Trouser
-    [1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # Pullover
-    [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1],  # Dress
-    [1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0],  # Coat
-    [0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0],  # Sandal
-    [1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # Shirt
-    [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0],  # Sneaker
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],  # Bag
-    [0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 0],  # Ankle boot
-], dtype="float32")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+FASHION_MNIST_ATTRIBUTES = np.array(
+    [
+        # up legs foot slv long open collar 2leg strap ankle lace handle box heel tall flare
+        [1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # T-shirt/top
+        [0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 1, 0],  # Trouser
+        [1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # Pullover
+        [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1],  # Dress
+        [1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0],  # Coat
+        [0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0],  # Sandal
+        [1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # Shirt
+        [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0],  # Sneaker
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0],  # Bag
+        [0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 0],  # Ankle boot
+    ],
+    dtype="float32",
+)

@@ -1,4 +1,5 @@
-"""The table of adaptation methods the harness runs (tests/test_adapters.py, tests/test_distribute.py).
+"""The table of adaptation methods the harness runs (tests/test_adapters.py,
+tests/test_distribute.py).
 
 One row per `keras_transfer.adapt.Adapter` configuration: a name and a function of (backbone,
 classifier) that builds it. A new method adds its row here; tests/test_adapters.py fails until
@@ -11,20 +12,37 @@ from keras_transfer import adapt
 
 ADAPTERS = {
     "dann": lambda backbone, classifier: adapt.DANN(backbone, classifier, lambda_=0.3),
-    "mmd": lambda backbone, classifier: adapt.DiscrepancyAdapter(backbone, classifier, "mmd", weight=0.3),
+    "mmd": lambda backbone, classifier: adapt.DiscrepancyAdapter(
+        backbone, classifier, "mmd", weight=0.3
+    ),
     "coral_at_fc": lambda backbone, classifier: adapt.DiscrepancyAdapter(
-        backbone, classifier, "coral", weight=1.0, layers=["fc"]),
-    "cmd": lambda backbone, classifier: adapt.DiscrepancyAdapter(backbone, classifier, "cmd", weight=0.3),
+        backbone, classifier, "coral", weight=1.0, layers=["fc"]
+    ),
+    "cmd": lambda backbone, classifier: adapt.DiscrepancyAdapter(
+        backbone, classifier, "cmd", weight=0.3
+    ),
 }
 
 
 def digit_networks(input_shape=(8, 8, 1), classes=10):
     """A small conv backbone and a two-layer classifier (its hidden layer named "fc")."""
-    backbone = keras.Sequential([keras.Input(input_shape), keras.layers.Conv2D(8, 3, activation="relu"),
-                                 keras.layers.Flatten()], name="backbone")
+    backbone = keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.Flatten(),
+        ],
+        name="backbone",
+    )
     width = backbone.output_shape[-1]
-    classifier = keras.Sequential([keras.Input((width,)), keras.layers.Dense(16, activation="relu", name="fc"),
-                                   keras.layers.Dense(classes, name="logits")], name="classifier")
+    classifier = keras.Sequential(
+        [
+            keras.Input((width,)),
+            keras.layers.Dense(16, activation="relu", name="fc"),
+            keras.layers.Dense(classes, name="logits"),
+        ],
+        name="classifier",
+    )
     return backbone, classifier
 
 

@@ -1,4 +1,5 @@
-"""Run by tests/test_distribute.py in a fresh process: two logical CPUs must be set before TF starts.
+"""Run by tests/test_distribute.py in a fresh process: two logical CPUs must be set before TF
+starts.
 
 Its cases also serve tests/multiworker_equality.py, which imports them without the two CPUs.
 
@@ -12,10 +13,9 @@ import os
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-import tensorflow as tf  # noqa: E402
-
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import keras_transfer as kt  # noqa: E402
 from keras_transfer.demo import small_cnn  # noqa: E402
@@ -63,8 +63,14 @@ def distiller(loss):
 
 
 def lenet():
-    features = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
-                                 keras.layers.Flatten()], name="features")
+    features = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.Flatten(),
+        ],
+        name="features",
+    )
     classifier = keras.Sequential([keras.Input((288,)), keras.layers.Dense(10)], name="classifier")
     return features, classifier
 
@@ -87,13 +93,23 @@ def adapter(name):
 
 
 def multitask():
-    """Two heads; in each batch of 64, 40 samples are labelled for "low" and 24 for "high", so the two
+    """Two heads; in each batch of 64, 40 samples are labelled for "low" and 24 for "high", so the
+    two
     replicas see different counts per task and only a global count gives the single-device mean."""
+
     def network():
-        backbone = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
-                                     keras.layers.Flatten()], name="backbone")
-        heads = {name: keras.Sequential([keras.Input((288,)), keras.layers.Dense(5)], name=name)
-                 for name in ("low", "high")}
+        backbone = keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                keras.layers.Conv2D(8, 3, activation="relu"),
+                keras.layers.Flatten(),
+            ],
+            name="backbone",
+        )
+        heads = {
+            name: keras.Sequential([keras.Input((288,)), keras.layers.Dense(5)], name=name)
+            for name in ("low", "high")
+        }
         return kt.MultiTaskModel(backbone, heads, loss_weights={"high": 0.5})
 
     keras.utils.set_random_seed(3)
@@ -109,7 +125,9 @@ def multitask():
         return model, model
 
     def fit(model):
-        return model.fit(tf.data.Dataset.from_tensor_slices((X, labels, masks)).batch(64), epochs=2, verbose=0).history
+        return model.fit(
+            tf.data.Dataset.from_tensor_slices((X, labels, masks)).batch(64), epochs=2, verbose=0
+        ).history
 
     return build, fit
 
@@ -119,7 +137,9 @@ def zeroshot():
     attributes = np.random.default_rng(0).integers(0, 2, (10, 6)).astype("float32")
 
     def network():
-        images = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(8)])
+        images = keras.Sequential(
+            [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(8)]
+        )
         classes = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8)])
         return kt.ZeroShotClassifier(images, classes, attributes)
 
@@ -148,9 +168,19 @@ def qat_distiller():
     def run():
         teacher, student = teacher_and_student()
         start = kt.quantize_aware(student, calibration_data=X[:256]).get_weights()
-        qat = kt.distill_quantize_aware(teacher, student, X, Y, alpha=0.3, calibration_data=X[:256],
-                                        optimizer=tf_keras.optimizers.SGD(0.1), epochs=2, batch_size=64,
-                                        shuffle=False, verbose=0)
+        qat = kt.distill_quantize_aware(
+            teacher,
+            student,
+            X,
+            Y,
+            alpha=0.3,
+            calibration_data=X[:256],
+            optimizer=tf_keras.optimizers.SGD(0.1),
+            epochs=2,
+            batch_size=64,
+            shuffle=False,
+            verbose=0,
+        )
         return qat.get_weights(), qat.history.history, start
 
     return run
@@ -159,7 +189,10 @@ def qat_distiller():
 def compare_runs(run):
     """Like `compare`, for a case that builds and trains in one call."""
     results = []
-    for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+    for strategy in (
+        tf.distribute.get_strategy(),
+        tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+    ):
         with strategy.scope():
             results.append(run())
     (w1, h1, start), (w2, h2, _) = results
@@ -177,7 +210,10 @@ def _differences(w1, w2, start, h1, h2):
 
 def compare(build, fit):
     results = []
-    for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+    for strategy in (
+        tf.distribute.get_strategy(),
+        tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+    ):
         with strategy.scope():
             model, trained = build()
         history = fit(model)
@@ -189,7 +225,8 @@ def compare(build, fit):
 CASES = {
     "distiller_kl": lambda: distiller("kl"),
     "distiller_keras_strategy": lambda: distiller(
-        keras.distillation.LogitsDistillation(4.0, loss=keras.losses.KLDivergence())),
+        keras.distillation.LogitsDistillation(4.0, loss=keras.losses.KLDivergence())
+    ),
     **{f"adapter_{name}": (lambda name=name: adapter(name)) for name in ADAPTERS},
     "multitask": multitask,
     "zeroshot": zeroshot,
@@ -200,5 +237,13 @@ if __name__ == "__main__":
     _cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     names = sys.argv[1:] or list(CASES)  # one per process when MirroredStrategy runs: see the test
-    print(json.dumps({name: compare_runs(SINGLE_CALL_CASES[name]()) if name in SINGLE_CALL_CASES
-                      else compare(*CASES[name]()) for name in names}))
+    print(
+        json.dumps(
+            {
+                name: compare_runs(SINGLE_CALL_CASES[name]())
+                if name in SINGLE_CALL_CASES
+                else compare(*CASES[name]())
+                for name in names
+            }
+        )
+    )

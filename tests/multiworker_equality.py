@@ -1,4 +1,5 @@
-"""Run by tests/test_distribute.py: one process of a MultiWorkerMirroredStrategy run, or the reference.
+"""Run by tests/test_distribute.py: one process of a MultiWorkerMirroredStrategy run, or the
+reference.
 
     python multiworker_equality.py reference CASE OUT.npz
     python multiworker_equality.py worker CASE INDEX PORT0,PORT1 OUT.npz
@@ -21,15 +22,22 @@ def main(argv):
     role, case = argv[0], argv[1]
     if role == "worker":
         index, ports, out = int(argv[2]), argv[3].split(","), argv[4]
-        os.environ["TF_CONFIG"] = json.dumps({
-            "cluster": {"worker": [f"localhost:{port}" for port in ports]},
-            "task": {"type": "worker", "index": index}})
+        os.environ["TF_CONFIG"] = json.dumps(
+            {
+                "cluster": {"worker": [f"localhost:{port}" for port in ports]},
+                "task": {"type": "worker", "index": index},
+            }
+        )
     else:
         out = argv[2]
     import numpy as np
     import tensorflow as tf
 
-    strategy = tf.distribute.MultiWorkerMirroredStrategy() if role == "worker" else tf.distribute.get_strategy()
+    strategy = (
+        tf.distribute.MultiWorkerMirroredStrategy()
+        if role == "worker"
+        else tf.distribute.get_strategy()
+    )
     import keras  # after the strategy, which must come before other TF work
 
     import keras_transfer as kt
@@ -42,7 +50,9 @@ def main(argv):
     if case == "fine_tune":  # a plain Keras model: refused by name
         try:
             with strategy.scope():
-                kt.fine_tune(lenet()[0], keras.layers.Dense(10), (X, Y), head_epochs=1, fine_tune_epochs=1)
+                kt.fine_tune(
+                    lenet()[0], keras.layers.Dense(10), (X, Y), head_epochs=1, fine_tune_epochs=1
+                )
         except RuntimeError as error:
             np.savez(out, refused=str(error))
         return
@@ -59,8 +69,14 @@ def main(argv):
         predictions = keras.tree.flatten(model.predict(X[:128], batch_size=32, verbose=0))
         outputs["predictions"] = np.concatenate([np.ravel(p) for p in predictions])
     moved = max(float(np.abs(a - b).max()) for a, b in zip(weights, start))
-    np.savez(out, history=json.dumps(history), moved=moved, count=len(weights), **outputs,
-             **{f"w{i}": w for i, w in enumerate(weights)})
+    np.savez(
+        out,
+        history=json.dumps(history),
+        moved=moved,
+        count=len(weights),
+        **outputs,
+        **{f"w{i}": w for i, w in enumerate(weights)},
+    )
 
 
 if __name__ == "__main__":

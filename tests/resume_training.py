@@ -1,4 +1,5 @@
-"""Trains a DANN with BackupAndRestore; run by test_resume.py, which kills it mid-epoch and resumes it.
+"""Trains a DANN with BackupAndRestore; run by test_resume.py, which kills it mid-epoch and resumes
+it.
 
     python tests/resume_training.py FOLDER [--die-at EPOCH BATCH]
 
@@ -46,14 +47,25 @@ def main():
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()
     (x, y), _ = kt.load_digits(seed=0)
-    features = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
-                                 keras.layers.Flatten(), keras.layers.Dense(32, activation="relu")])
+    features = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+        ]
+    )
     classifier = keras.Sequential([keras.Input((32,)), keras.layers.Dense(10)])
     model = adapt.DANN(features, classifier)
     model.compile(keras.optimizers.Adam(1e-3), metrics=["accuracy"])
     model(x[:1])  # BackupAndRestore needs a built model
-    pairs = kt.domain_pairs((x[:600], y[:600]), uneven_light(x[600:1200], 1), batch_size=32, shuffle=False)
-    callbacks = [adapt.DANNSchedule(), keras.callbacks.BackupAndRestore(os.path.join(args.folder, "backup"))]
+    pairs = kt.domain_pairs(
+        (x[:600], y[:600]), uneven_light(x[600:1200], 1), batch_size=32, shuffle=False
+    )
+    callbacks = [
+        adapt.DANNSchedule(),
+        keras.callbacks.BackupAndRestore(os.path.join(args.folder, "backup")),
+    ]
     if args.die_at:
         callbacks.append(DieAt(*args.die_at))
     history = model.fit(pairs, epochs=EPOCHS, verbose=0, callbacks=callbacks)

@@ -1,4 +1,4 @@
-"""GradientReversal, MMD/CORAL/CMD against numpy references, proxy A-distance, importance weights."""
+"""GradientReversal, MMD/CORAL/CMD against numpy, proxy A-distance, importance weights."""
 
 import keras
 import numpy as np
@@ -14,8 +14,8 @@ from keras_transfer.adapt import importance_weights
 from keras_transfer.adapt import mmd
 from keras_transfer.adapt import proxy_a_distance
 
-
 # --- numpy references, written from the papers' formulas -------------------------------------
+
 
 def np_kernel_sum(a, b, bandwidths):
     d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
@@ -37,11 +37,14 @@ def np_mmd(x, y, estimator):
         return kxx.mean() + kyy.mean() - 2 * kxy.mean()
     m, n = len(x), len(y)
     if estimator == "unbiased":
-        return ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-                - 2 * kxy.mean())
+        return (
+            (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+            + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+            - 2 * kxy.mean()
+        )
     h = m // 2
     k = lambda a, b: sum(np.exp(-((a - b) ** 2).sum(-1) / bw) for bw in s)  # noqa: E731
-    x1, x2, y1, y2 = x[:h], x[h:2 * h], y[:h], y[h:2 * h]
+    x1, x2, y1, y2 = x[:h], x[h : 2 * h], y[:h], y[h : 2 * h]
     return np.mean(k(x1, x2) + k(y1, y2) - k(x1, y2) - k(x2, y1))
 
 
@@ -53,7 +56,10 @@ def np_coral(x, y):
 def np_cmd(x, y, k=5, a=0.0, b=1.0):
     total = np.linalg.norm(x.mean(0) - y.mean(0)) / abs(b - a)
     for j in range(2, k + 1):
-        total += np.linalg.norm(((x - x.mean(0)) ** j).mean(0) - ((y - y.mean(0)) ** j).mean(0)) / abs(b - a) ** j
+        total += (
+            np.linalg.norm(((x - x.mean(0)) ** j).mean(0) - ((y - y.mean(0)) ** j).mean(0))
+            / abs(b - a) ** j
+        )
     return total
 
 
@@ -66,6 +72,7 @@ def batches(rng):
 
 # --- gradient reversal ---------------------------------------------------------------------------
 
+
 def test_reversal_gradient_is_exactly_minus_lambda_times_upstream(rng):
     layer = GradientReversal(0.37)
     x = tf.constant(rng.normal(size=(5, 3)).astype("float32"))
@@ -75,7 +82,9 @@ def test_reversal_gradient_is_exactly_minus_lambda_times_upstream(rng):
         y = layer(x)
         objective = tf.reduce_sum(y * upstream)
     np.testing.assert_array_equal(y.numpy(), x.numpy())
-    np.testing.assert_allclose(tape.gradient(objective, x).numpy(), -0.37 * upstream.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        tape.gradient(objective, x).numpy(), -0.37 * upstream.numpy(), rtol=1e-6
+    )
 
 
 def test_lambda_changes_take_effect_mid_fit_without_retracing():
@@ -100,11 +109,19 @@ def test_lambda_changes_take_effect_mid_fit_without_retracing():
         def on_epoch_end(self, epoch, logs=None):
             kernels.append(float(dense.kernel.numpy()[0, 0]))
 
-    model.fit(np.ones((1, 1), "float32"), np.zeros((1, 1), "float32"), epochs=3, batch_size=1,
-              verbose=0, callbacks=[SetLambda()])
+    model.fit(
+        np.ones((1, 1), "float32"),
+        np.zeros((1, 1), "float32"),
+        epochs=3,
+        batch_size=1,
+        verbose=0,
+        callbacks=[SetLambda()],
+    )
     # d(mean y)/d kernel = 1; reversed: -lambda; SGD adds lr * lambda.
     np.testing.assert_allclose(kernels, [1.1, 1.1, 1.3], rtol=1e-6)
-    assert len(traces) <= 2, "the training function was traced again"  # one symbolic build, one trace
+    assert len(traces) <= 2, (
+        "the training function was traced again"
+    )  # one symbolic build, one trace
 
 
 def test_reversal_serializes_with_its_lambda():
@@ -118,10 +135,13 @@ def test_reversal_serializes_with_its_lambda():
 
 # --- discrepancies ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("estimator", ["biased", "unbiased", "linear"])
 def test_mmd_matches_numpy(batches, estimator):
     x, y = batches
-    assert float(mmd(x, y, estimator=estimator)) == pytest.approx(np_mmd(x, y, estimator), rel=1e-4, abs=1e-6)
+    assert float(mmd(x, y, estimator=estimator)) == pytest.approx(
+        np_mmd(x, y, estimator), rel=1e-4, abs=1e-6
+    )
 
 
 def test_mmd_is_zero_for_identical_batches_and_grows_with_the_shift(batches):
@@ -161,7 +181,8 @@ def test_discrepancy_loss_object_equals_the_function_and_round_trips(batches):
         Discrepancy("wasserstein")
 
 
-# --- proxy A-distance and re-weighting -------------------------------------------------------------
+# --- proxy A-distance and re-weighting ------------------------------------------------------------
+
 
 def test_proxy_a_distance_separates_shifted_domains_and_not_identical_ones(rng):
     a = rng.normal(size=(400, 5))
@@ -196,7 +217,9 @@ def test_importance_weighted_risk_estimates_the_loss_where_the_target_lives(rng)
     target = rng.normal(size=(3000, 1)) + 1.0
     risk = importance_weighted_risk(loss_at(source), source, target)
     assert risk == pytest.approx(loss_at(target).mean(), abs=0.1)  # true target error 0.69
-    assert abs(risk - loss_at(target).mean()) < 0.5 * abs(loss_at(source).mean() - loss_at(target).mean())
+    assert abs(risk - loss_at(target).mean()) < 0.5 * abs(
+        loss_at(source).mean() - loss_at(target).mean()
+    )
     same = importance_weighted_risk(loss_at(source), source, rng.normal(size=(3000, 1)))
     assert same == pytest.approx(loss_at(source).mean(), abs=0.03)
     with pytest.raises(ValueError, match="one loss per sample"):

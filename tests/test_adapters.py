@@ -18,7 +18,9 @@ from tests.adapters import build
 
 @pytest.fixture(scope="module")
 def shifted_digits(digits):
-    """Labelled digits (source) and the same digits mirrored left to right (target, labels held out)."""
+    """Labelled digits (source) and the same digits mirrored left to right (target, labels held
+    out).
+    """
     (x_train, y_train), (x_test, y_test) = digits
     return (x_train, y_train), (x_test[:, :, ::-1, :].copy(), y_test)
 
@@ -32,8 +34,12 @@ def pairs(shifted_digits):
 def test_the_method_trains_on_real_digits_and_logs_its_terms(name, shifted_digits):
     adapter = build(name)
     adapter.compile(keras.optimizers.Adam(3e-3), metrics=["accuracy"])
-    logs = adapter.fit(pairs(shifted_digits), epochs=4, verbose=0,
-                       callbacks=[adapt.DANNSchedule(schedule_learning_rate=False)]).history
+    logs = adapter.fit(
+        pairs(shifted_digits),
+        epochs=4,
+        verbose=0,
+        callbacks=[adapt.DANNSchedule(schedule_learning_rate=False)],
+    ).history
     assert {"loss", "task_loss", "accuracy", *adapter.adaptation_terms} <= set(logs)
     assert all(np.isfinite(value) for values in logs.values() for value in values), logs
     assert logs["task_loss"][-1] < 0.5 * logs["task_loss"][0], logs["task_loss"]
@@ -52,16 +58,19 @@ def test_the_method_round_trips_through_a_keras_file(name, shifted_digits, tmp_p
     restored = keras.saving.load_model(tmp_path / "adapter.keras", safe_mode=True)
     assert type(restored) is type(adapter)
     x_target = shifted_digits[1][0][:64]
-    np.testing.assert_allclose(restored.predict(x_target, verbose=0), adapter.predict(x_target, verbose=0),
-                               atol=1e-6)
-    assert json.loads(json.dumps(restored.get_config())) == json.loads(json.dumps(adapter.get_config()))
+    np.testing.assert_allclose(
+        restored.predict(x_target, verbose=0), adapter.predict(x_target, verbose=0), atol=1e-6
+    )
+    assert json.loads(json.dumps(restored.get_config())) == json.loads(
+        json.dumps(adapter.get_config())
+    )
     assert float(restored.strength.numpy()) == float(adapter.strength.numpy())
     more = restored.fit(pairs(shifted_digits), epochs=1, verbose=0).history
     assert np.isfinite(more["loss"][0]), "the restored adapter trains on"
 
 
 def adapter_classes():
-    """Every Adapter subclass keras_transfer defines, after importing all of keras_transfer.adapt."""
+    """Every Adapter subclass keras_transfer defines, all of keras_transfer.adapt imported."""
     for module in pkgutil.walk_packages(adapt.__path__, "keras_transfer.adapt."):
         importlib.import_module(module.name)
     found, todo = set(), [adapt.Adapter]

@@ -1,4 +1,5 @@
-"""Every public entry point, fed bad input: a clear error naming the argument, and no partial output.
+"""Every public entry point, fed bad input: a clear error naming the argument, and no partial
+output.
 
 One table of cases. Each case calls an entry point with one thing wrong and
 names the exception type and a pattern its message must contain (the
@@ -22,7 +23,9 @@ from keras_transfer.multitask import task_batches
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(4)], name="tiny")
+    return keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(4)], name="tiny"
+    )
 
 
 def _features(model):
@@ -53,132 +56,487 @@ X = np.zeros((16, 8, 8, 1), "float32")
 Y = np.arange(16, dtype="int32") % 4
 NAN = np.full((16, 8, 8, 1), np.nan, "float32")
 
-# (id, call(model, folder), exception type(s), message pattern, files the case itself left in folder)
+# (id, call(model, folder), exception type(s), message pattern, files the case itself left in
+# folder)
 CASES = [
     # shapes
-    ("domain_pairs: source/target shapes", lambda m, d: kt.domain_pairs((X, Y), np.zeros((4, 9, 9, 1))),
-     ValueError, "source .*target", ()),
-    ("domain_pairs: empty target", lambda m, d: kt.domain_pairs((X, Y), X[:0]), ValueError, "target inputs are empty", ()),
-    ("domain_pairs: target with labels", lambda m, d: kt.domain_pairs((X, Y), (X, Y)), ValueError, "target", ()),
-    ("domain_pairs: labels count", lambda m, d: kt.domain_pairs((X, Y[:3]), X), ValueError, "source labels", ()),
-    ("domain_pairs: batch_size", lambda m, d: kt.domain_pairs((X, Y), X, batch_size=0), ValueError, "batch_size", ()),
-    ("task_batches: shapes", lambda m, d: task_batches({"a": (X, Y), "b": (X[:, :4], Y)}, 4), ValueError,
-     "one input shape", ()),
-    ("task_batches: empty", lambda m, d: task_batches({"a": (X[:0], Y[:0])}, 4), ValueError, "non-empty", ()),
-    ("resize_images: not images", lambda m, d: kt.resize_images(np.zeros(5), (4, 4)), ValueError, "x", ()),
+    (
+        "domain_pairs: source/target shapes",
+        lambda m, d: kt.domain_pairs((X, Y), np.zeros((4, 9, 9, 1))),
+        ValueError,
+        "source .*target",
+        (),
+    ),
+    (
+        "domain_pairs: empty target",
+        lambda m, d: kt.domain_pairs((X, Y), X[:0]),
+        ValueError,
+        "target inputs are empty",
+        (),
+    ),
+    (
+        "domain_pairs: target with labels",
+        lambda m, d: kt.domain_pairs((X, Y), (X, Y)),
+        ValueError,
+        "target",
+        (),
+    ),
+    (
+        "domain_pairs: labels count",
+        lambda m, d: kt.domain_pairs((X, Y[:3]), X),
+        ValueError,
+        "source labels",
+        (),
+    ),
+    (
+        "domain_pairs: batch_size",
+        lambda m, d: kt.domain_pairs((X, Y), X, batch_size=0),
+        ValueError,
+        "batch_size",
+        (),
+    ),
+    (
+        "task_batches: shapes",
+        lambda m, d: task_batches({"a": (X, Y), "b": (X[:, :4], Y)}, 4),
+        ValueError,
+        "one input shape",
+        (),
+    ),
+    (
+        "task_batches: empty",
+        lambda m, d: task_batches({"a": (X[:0], Y[:0])}, 4),
+        ValueError,
+        "non-empty",
+        (),
+    ),
+    (
+        "resize_images: not images",
+        lambda m, d: kt.resize_images(np.zeros(5), (4, 4)),
+        ValueError,
+        "x",
+        (),
+    ),
     ("MultiTaskModel: heads", lambda m, d: kt.MultiTaskModel(m, []), ValueError, "heads", ()),
-    ("DANN: discriminator output", lambda m, d: adapt.DANN(
-        _features(m), keras.Sequential([keras.layers.Dense(4)]),
-        discriminator=keras.Sequential([keras.layers.Dense(3)])), ValueError, "discriminator", ()),
-    ("DANN: feature_extractor type", lambda m, d: adapt.DANN("features", m), TypeError, "feature_extractor", ()),
-    ("Distiller: student type", lambda m, d: kt.Distiller(m, "student"), (TypeError, ValueError), "student", ()),
-    ("Distiller: temperature", lambda m, d: kt.Distiller(m, m, temperature=0), ValueError, "temperature", ()),
-    ("distill_quantize_aware: y length", lambda m, d: kt.distill_quantize_aware(m, m, X, Y[:3]), ValueError,
-     r"y must hold one integer label per input: expected shape \(16,\)", ()),
-    ("distill_quantize_aware: no labels", lambda m, d: kt.distill_quantize_aware(m, m, X), ValueError,
-     "alpha=0.1 .* y is needed", ()),
-    ("distill_quantize_aware: Keras 3 optimizer", lambda m, d: kt.distill_quantize_aware(
-        m, m, X, Y, optimizer=keras.optimizers.Adam()), TypeError, "optimizer must be a tf_keras optimizer", ()),
-    ("distill_quantize_aware: Keras 3 callback", lambda m, d: kt.distill_quantize_aware(
-        m, m, X, Y, callbacks=[keras.callbacks.EarlyStopping()]), TypeError, "callbacks must be tf_keras", ()),
-    ("distill_quantize_aware: feature strategy", lambda m, d: kt.distill_quantize_aware(
-        m, m, X, Y, distillation_loss=keras.distillation.LogitsDistillation()), ValueError, "distillation_loss", ()),
-    ("mmd: feature shapes", lambda m, d: adapt.mmd(np.zeros((8, 3)), np.zeros((8, 4))), ValueError, "x .*y", ()),
-    ("coral: feature shapes", lambda m, d: adapt.coral(np.zeros((8, 3)), np.zeros((8, 4))), ValueError, "x .*y", ()),
-    ("cmd: feature shapes", lambda m, d: adapt.cmd(np.zeros((8, 3)), np.zeros((8, 4))), ValueError, "x .*y", ()),
-    ("proxy_a_distance: shapes", lambda m, d: adapt.proxy_a_distance(np.zeros((8, 3)), np.zeros((8, 4))),
-     ValueError, "target_features", ()),
-    ("importance_weights: empty", lambda m, d: adapt.importance_weights(np.zeros((8, 3)), np.zeros((0, 3))),
-     ValueError, "target", ()),
-    ("ZeroShotClassifier: table", lambda m, d: kt.ZeroShotClassifier(m, m, np.ones(3)), ValueError,
-     "class_attributes", ()),
+    (
+        "DANN: discriminator output",
+        lambda m, d: adapt.DANN(
+            _features(m),
+            keras.Sequential([keras.layers.Dense(4)]),
+            discriminator=keras.Sequential([keras.layers.Dense(3)]),
+        ),
+        ValueError,
+        "discriminator",
+        (),
+    ),
+    (
+        "DANN: feature_extractor type",
+        lambda m, d: adapt.DANN("features", m),
+        TypeError,
+        "feature_extractor",
+        (),
+    ),
+    (
+        "Distiller: student type",
+        lambda m, d: kt.Distiller(m, "student"),
+        (TypeError, ValueError),
+        "student",
+        (),
+    ),
+    (
+        "Distiller: temperature",
+        lambda m, d: kt.Distiller(m, m, temperature=0),
+        ValueError,
+        "temperature",
+        (),
+    ),
+    (
+        "distill_quantize_aware: y length",
+        lambda m, d: kt.distill_quantize_aware(m, m, X, Y[:3]),
+        ValueError,
+        r"y must hold one integer label per input: expected shape \(16,\)",
+        (),
+    ),
+    (
+        "distill_quantize_aware: no labels",
+        lambda m, d: kt.distill_quantize_aware(m, m, X),
+        ValueError,
+        "alpha=0.1 .* y is needed",
+        (),
+    ),
+    (
+        "distill_quantize_aware: Keras 3 optimizer",
+        lambda m, d: kt.distill_quantize_aware(m, m, X, Y, optimizer=keras.optimizers.Adam()),
+        TypeError,
+        "optimizer must be a tf_keras optimizer",
+        (),
+    ),
+    (
+        "distill_quantize_aware: Keras 3 callback",
+        lambda m, d: kt.distill_quantize_aware(
+            m, m, X, Y, callbacks=[keras.callbacks.EarlyStopping()]
+        ),
+        TypeError,
+        "callbacks must be tf_keras",
+        (),
+    ),
+    (
+        "distill_quantize_aware: feature strategy",
+        lambda m, d: kt.distill_quantize_aware(
+            m, m, X, Y, distillation_loss=keras.distillation.LogitsDistillation()
+        ),
+        ValueError,
+        "distillation_loss",
+        (),
+    ),
+    (
+        "mmd: feature shapes",
+        lambda m, d: adapt.mmd(np.zeros((8, 3)), np.zeros((8, 4))),
+        ValueError,
+        "x .*y",
+        (),
+    ),
+    (
+        "coral: feature shapes",
+        lambda m, d: adapt.coral(np.zeros((8, 3)), np.zeros((8, 4))),
+        ValueError,
+        "x .*y",
+        (),
+    ),
+    (
+        "cmd: feature shapes",
+        lambda m, d: adapt.cmd(np.zeros((8, 3)), np.zeros((8, 4))),
+        ValueError,
+        "x .*y",
+        (),
+    ),
+    (
+        "proxy_a_distance: shapes",
+        lambda m, d: adapt.proxy_a_distance(np.zeros((8, 3)), np.zeros((8, 4))),
+        ValueError,
+        "target_features",
+        (),
+    ),
+    (
+        "importance_weights: empty",
+        lambda m, d: adapt.importance_weights(np.zeros((8, 3)), np.zeros((0, 3))),
+        ValueError,
+        "target",
+        (),
+    ),
+    (
+        "ZeroShotClassifier: table",
+        lambda m, d: kt.ZeroShotClassifier(m, m, np.ones(3)),
+        ValueError,
+        "class_attributes",
+        (),
+    ),
     ("add_lora: rank", lambda m, d: kt.add_lora(m, rank=0), ValueError, "rank", ()),
-    ("fine_tune: epochs", lambda m, d: kt.fine_tune(_features(m), keras.layers.Dense(2), (X, Y), head_epochs=-1),
-     ValueError, "head_epochs", ()),
-    ("unfreeze: batch_norm", lambda m, d: kt.unfreeze(m, top=1, batch_norm="sometimes"), ValueError, "batch_norm", ()),
-    ("freeze: until unknown", lambda m, d: kt.freeze(m, until="no_such_layer"), ValueError, "no_such_layer", ()),
+    (
+        "fine_tune: epochs",
+        lambda m, d: kt.fine_tune(_features(m), keras.layers.Dense(2), (X, Y), head_epochs=-1),
+        ValueError,
+        "head_epochs",
+        (),
+    ),
+    (
+        "unfreeze: batch_norm",
+        lambda m, d: kt.unfreeze(m, top=1, batch_norm="sometimes"),
+        ValueError,
+        "batch_norm",
+        (),
+    ),
+    (
+        "freeze: until unknown",
+        lambda m, d: kt.freeze(m, until="no_such_layer"),
+        ValueError,
+        "no_such_layer",
+        (),
+    ),
     # dtypes
-    ("domain_pairs: float labels", lambda m, d: kt.domain_pairs((X, Y + 0.5), X), ValueError, "integer", ()),
-    ("logme: string labels", lambda m, d: kt.logme(np.zeros((20, 2)), np.array(["a"] * 20)), ValueError, "labels", ()),
-    ("classification_report: labels dtype", lambda m, d: kt.classification_report(
-        np.eye(4)[Y % 4], (None, Y + 0.5)), ValueError, "labels", ()),
+    (
+        "domain_pairs: float labels",
+        lambda m, d: kt.domain_pairs((X, Y + 0.5), X),
+        ValueError,
+        "integer",
+        (),
+    ),
+    (
+        "logme: string labels",
+        lambda m, d: kt.logme(np.zeros((20, 2)), np.array(["a"] * 20)),
+        ValueError,
+        "labels",
+        (),
+    ),
+    (
+        "classification_report: labels dtype",
+        lambda m, d: kt.classification_report(np.eye(4)[Y % 4], (None, Y + 0.5)),
+        ValueError,
+        "labels",
+        (),
+    ),
     # NaN / inf
-    ("logme: NaN features", lambda m, d: kt.logme(np.full((20, 2), np.nan), np.arange(20) % 2), ValueError, "NaN", ()),
-    ("leep: not probabilities", lambda m, d: kt.leep(np.full((4, 2), 0.9), np.arange(4) % 2), ValueError,
-     "source_probabilities", ()),
-    ("proxy_a_distance: inf", lambda m, d: adapt.proxy_a_distance(np.full((8, 3), np.inf), np.zeros((8, 3))),
-     ValueError, "source_features", ()),
-    ("importance_weights: NaN", lambda m, d: adapt.importance_weights(np.full((8, 3), np.nan), np.zeros((8, 3))),
-     ValueError, "source", ()),
-    ("importance_weighted_risk: NaN", lambda m, d: adapt.importance_weighted_risk(
-        np.full(8, np.nan), np.zeros((8, 3)), np.zeros((8, 3))), ValueError, "source_losses", ()),
-    ("classification_report: NaN outputs", lambda m, d: kt.classification_report(
-        np.full((16, 4), np.nan), (None, Y)), ValueError, "NaN", ()),
+    (
+        "logme: NaN features",
+        lambda m, d: kt.logme(np.full((20, 2), np.nan), np.arange(20) % 2),
+        ValueError,
+        "NaN",
+        (),
+    ),
+    (
+        "leep: not probabilities",
+        lambda m, d: kt.leep(np.full((4, 2), 0.9), np.arange(4) % 2),
+        ValueError,
+        "source_probabilities",
+        (),
+    ),
+    (
+        "proxy_a_distance: inf",
+        lambda m, d: adapt.proxy_a_distance(np.full((8, 3), np.inf), np.zeros((8, 3))),
+        ValueError,
+        "source_features",
+        (),
+    ),
+    (
+        "importance_weights: NaN",
+        lambda m, d: adapt.importance_weights(np.full((8, 3), np.nan), np.zeros((8, 3))),
+        ValueError,
+        "source",
+        (),
+    ),
+    (
+        "importance_weighted_risk: NaN",
+        lambda m, d: adapt.importance_weighted_risk(
+            np.full(8, np.nan), np.zeros((8, 3)), np.zeros((8, 3))
+        ),
+        ValueError,
+        "source_losses",
+        (),
+    ),
+    (
+        "classification_report: NaN outputs",
+        lambda m, d: kt.classification_report(np.full((16, 4), np.nan), (None, Y)),
+        ValueError,
+        "NaN",
+        (),
+    ),
     ("domain_pairs: NaN inputs", lambda m, d: kt.domain_pairs((NAN, Y), X), ValueError, "NaN", ()),
-    ("export_tflite: NaN calibration", lambda m, d: kt.export_tflite(
-        m, os.path.join(d, "m.tflite"), quantization="int8", representative_data=NAN), ValueError,
-     "representative_data", ()),
-    ("ZeroShotClassifier: NaN table", lambda m, d: kt.ZeroShotClassifier(m, m, np.full((3, 2), np.nan)), ValueError,
-     "NaN", ()),
+    (
+        "export_tflite: NaN calibration",
+        lambda m, d: kt.export_tflite(
+            m, os.path.join(d, "m.tflite"), quantization="int8", representative_data=NAN
+        ),
+        ValueError,
+        "representative_data",
+        (),
+    ),
+    (
+        "ZeroShotClassifier: NaN table",
+        lambda m, d: kt.ZeroShotClassifier(m, m, np.full((3, 2), np.nan)),
+        ValueError,
+        "NaN",
+        (),
+    ),
     # label ranges
-    ("domain_pairs: negative label", lambda m, d: kt.domain_pairs((X, Y - 1), X), ValueError, "negative", ()),
-    ("classification_report: label range", lambda m, d: kt.classification_report(np.eye(4)[Y], (None, Y + 4)),
-     ValueError, r"labels must be integers in \[0, 4\)", ()),
-    ("leep: negative label", lambda m, d: kt.leep(np.full((4, 2), 0.5), np.array([0, 1, -1, 0])), ValueError,
-     "labels", ()),
-    ("zero_shot_evaluation: label range", lambda m, d: kt.zero_shot_evaluation(
-        kt.ZeroShotClassifier(keras.layers.Identity(), keras.layers.Identity(), np.eye(3)), np.eye(3), [0, 1, 7],
-        np.eye(3), [0]), ValueError, "y must", ()),
-    ("task_batches: negative label", lambda m, d: task_batches({"a": (X, Y - 1)}, 4), ValueError, "negative", ()),
+    (
+        "domain_pairs: negative label",
+        lambda m, d: kt.domain_pairs((X, Y - 1), X),
+        ValueError,
+        "negative",
+        (),
+    ),
+    (
+        "classification_report: label range",
+        lambda m, d: kt.classification_report(np.eye(4)[Y], (None, Y + 4)),
+        ValueError,
+        r"labels must be integers in \[0, 4\)",
+        (),
+    ),
+    (
+        "leep: negative label",
+        lambda m, d: kt.leep(np.full((4, 2), 0.5), np.array([0, 1, -1, 0])),
+        ValueError,
+        "labels",
+        (),
+    ),
+    (
+        "zero_shot_evaluation: label range",
+        lambda m, d: kt.zero_shot_evaluation(
+            kt.ZeroShotClassifier(keras.layers.Identity(), keras.layers.Identity(), np.eye(3)),
+            np.eye(3),
+            [0, 1, 7],
+            np.eye(3),
+            [0],
+        ),
+        ValueError,
+        "y must",
+        (),
+    ),
+    (
+        "task_batches: negative label",
+        lambda m, d: task_batches({"a": (X, Y - 1)}, 4),
+        ValueError,
+        "negative",
+        (),
+    ),
     # missing files
-    ("load_mnist: missing folder", lambda m, d: kt.load_mnist(os.path.join(d, "none")), FileNotFoundError, "path", ()),
-    ("load_usps: missing file", lambda m, d: kt.load_usps(os.path.join(d, "usps.h5")), FileNotFoundError, "path", ()),
-    ("load_fashion_mnist: missing folder", lambda m, d: kt.load_fashion_mnist(os.path.join(d, "none")),
-     FileNotFoundError, "path", ()),
-    ("load_backbone: missing .keras", lambda m, d: kt.load_backbone(os.path.join(d, "none.keras")),
-     (FileNotFoundError, ValueError), "none.keras", ()),
-    ("load_backbone: missing SavedModel", lambda m, d: kt.load_backbone(os.path.join(d, "no_saved_model")),
-     (FileNotFoundError, ValueError), "no_saved_model", ()),
-    ("saved_model_teacher: missing", lambda m, d: kt.saved_model_teacher(os.path.join(d, "none")),
-     (FileNotFoundError, ValueError), "none", ()),
-    ("tflite_predict: missing", lambda m, d: kt.tflite_predict(os.path.join(d, "none.tflite"), X),
-     FileNotFoundError, "none.tflite", ()),
-    ("extract_features: cache is a file", lambda m, d: kt.extract_features(m, X, cache_dir=_write(d, "f", b"x")),
-     NotADirectoryError, "cache_dir", ("f",)),
+    (
+        "load_mnist: missing folder",
+        lambda m, d: kt.load_mnist(os.path.join(d, "none")),
+        FileNotFoundError,
+        "path",
+        (),
+    ),
+    (
+        "load_usps: missing file",
+        lambda m, d: kt.load_usps(os.path.join(d, "usps.h5")),
+        FileNotFoundError,
+        "path",
+        (),
+    ),
+    (
+        "load_fashion_mnist: missing folder",
+        lambda m, d: kt.load_fashion_mnist(os.path.join(d, "none")),
+        FileNotFoundError,
+        "path",
+        (),
+    ),
+    (
+        "load_backbone: missing .keras",
+        lambda m, d: kt.load_backbone(os.path.join(d, "none.keras")),
+        (FileNotFoundError, ValueError),
+        "none.keras",
+        (),
+    ),
+    (
+        "load_backbone: missing SavedModel",
+        lambda m, d: kt.load_backbone(os.path.join(d, "no_saved_model")),
+        (FileNotFoundError, ValueError),
+        "no_saved_model",
+        (),
+    ),
+    (
+        "saved_model_teacher: missing",
+        lambda m, d: kt.saved_model_teacher(os.path.join(d, "none")),
+        (FileNotFoundError, ValueError),
+        "none",
+        (),
+    ),
+    (
+        "tflite_predict: missing",
+        lambda m, d: kt.tflite_predict(os.path.join(d, "none.tflite"), X),
+        FileNotFoundError,
+        "none.tflite",
+        (),
+    ),
+    (
+        "extract_features: cache is a file",
+        lambda m, d: kt.extract_features(m, X, cache_dir=_write(d, "f", b"x")),
+        NotADirectoryError,
+        "cache_dir",
+        ("f",),
+    ),
     # corrupt files
-    ("load_backbone: corrupt .keras", lambda m, d: kt.load_backbone(_write(d, "bad.keras", b"not a zip")),
-     ValueError, "bad.keras", ("bad.keras",)),
-    ("load_backbone: corrupt SavedModel", lambda m, d: kt.load_backbone(_corrupt_saved_model(d)), ValueError, "sm",
-     ("sm",)),
-    ("tflite_predict: corrupt .tflite", lambda m, d: kt.tflite_predict(_write(d, "bad.tflite", b"TFL3" * 8), X),
-     ValueError, "not a valid TFLite model", ("bad.tflite",)),
-    ("compare: corrupt .tflite", lambda m, d: kt.compare(_write(d, "bad.tflite", b"\x00" * 64), m, (X, Y)),
-     ValueError, "not a valid TFLite model", ("bad.tflite",)),
-    ("benchmark_tflite: corrupt .tflite", lambda m, d: kt.benchmark_tflite(_write(d, "bad.tflite", b"x" * 64)),
-     ValueError, "not a valid TFLite model", ("bad.tflite",)),
-    ("load_usps: corrupt .h5", lambda m, d: kt.load_usps(_write(d, "usps.h5", b"not hdf5")), ValueError,
-     "not the USPS HDF5 file", ("usps.h5",)),
-    ("load_mnist: corrupt IDX", lambda m, d: kt.load_mnist(_corrupt_idx(d)), ValueError, "mnist", ("mnist",)),
+    (
+        "load_backbone: corrupt .keras",
+        lambda m, d: kt.load_backbone(_write(d, "bad.keras", b"not a zip")),
+        ValueError,
+        "bad.keras",
+        ("bad.keras",),
+    ),
+    (
+        "load_backbone: corrupt SavedModel",
+        lambda m, d: kt.load_backbone(_corrupt_saved_model(d)),
+        ValueError,
+        "sm",
+        ("sm",),
+    ),
+    (
+        "tflite_predict: corrupt .tflite",
+        lambda m, d: kt.tflite_predict(_write(d, "bad.tflite", b"TFL3" * 8), X),
+        ValueError,
+        "not a valid TFLite model",
+        ("bad.tflite",),
+    ),
+    (
+        "compare: corrupt .tflite",
+        lambda m, d: kt.compare(_write(d, "bad.tflite", b"\x00" * 64), m, (X, Y)),
+        ValueError,
+        "not a valid TFLite model",
+        ("bad.tflite",),
+    ),
+    (
+        "benchmark_tflite: corrupt .tflite",
+        lambda m, d: kt.benchmark_tflite(_write(d, "bad.tflite", b"x" * 64)),
+        ValueError,
+        "not a valid TFLite model",
+        ("bad.tflite",),
+    ),
+    (
+        "load_usps: corrupt .h5",
+        lambda m, d: kt.load_usps(_write(d, "usps.h5", b"not hdf5")),
+        ValueError,
+        "not the USPS HDF5 file",
+        ("usps.h5",),
+    ),
+    (
+        "load_mnist: corrupt IDX",
+        lambda m, d: kt.load_mnist(_corrupt_idx(d)),
+        ValueError,
+        "mnist",
+        ("mnist",),
+    ),
     # existing output is never overwritten without overwrite=True, and nothing partial is left
-    ("export_tflite: existing file", lambda m, d: kt.export_tflite(m, _write(d, "m.tflite", b"keep")),
-     FileExistsError, "overwrite", ("m.tflite",)),
-    ("export_saved_model: existing folder", lambda m, d: kt.export_saved_model(m, _write(d, "sm", b"keep")),
-     FileExistsError, "overwrite", ("sm",)),
-    ("export_tflite: bad quantization", lambda m, d: kt.export_tflite(m, os.path.join(d, "m.tflite"),
-                                                                      quantization="int3"),
-     ValueError, "quantization", ()),
-    ("export_tflite: int8 without data", lambda m, d: kt.export_tflite(m, os.path.join(d, "m.tflite"),
-                                                                       quantization="int8"),
-     ValueError, "representative_data", ()),
-    ("plot_history: empty", lambda m, d: kt.plot_history({}, os.path.join(d, "h.png")), ValueError, "history", ()),
-    ("plot_confusion_matrix: existing", lambda m, d: kt.plot_confusion_matrix(
-        kt.classification_report(np.eye(4)[Y], (None, Y)), _write(d, "c.png", b"keep")), FileExistsError,
-     "overwrite", ("c.png",)),
+    (
+        "export_tflite: existing file",
+        lambda m, d: kt.export_tflite(m, _write(d, "m.tflite", b"keep")),
+        FileExistsError,
+        "overwrite",
+        ("m.tflite",),
+    ),
+    (
+        "export_saved_model: existing folder",
+        lambda m, d: kt.export_saved_model(m, _write(d, "sm", b"keep")),
+        FileExistsError,
+        "overwrite",
+        ("sm",),
+    ),
+    (
+        "export_tflite: bad quantization",
+        lambda m, d: kt.export_tflite(m, os.path.join(d, "m.tflite"), quantization="int3"),
+        ValueError,
+        "quantization",
+        (),
+    ),
+    (
+        "export_tflite: int8 without data",
+        lambda m, d: kt.export_tflite(m, os.path.join(d, "m.tflite"), quantization="int8"),
+        ValueError,
+        "representative_data",
+        (),
+    ),
+    (
+        "plot_history: empty",
+        lambda m, d: kt.plot_history({}, os.path.join(d, "h.png")),
+        ValueError,
+        "history",
+        (),
+    ),
+    (
+        "plot_confusion_matrix: existing",
+        lambda m, d: kt.plot_confusion_matrix(
+            kt.classification_report(np.eye(4)[Y], (None, Y)), _write(d, "c.png", b"keep")
+        ),
+        FileExistsError,
+        "overwrite",
+        ("c.png",),
+    ),
 ]
 
 
 @pytest.mark.parametrize("case, call, error, message, left", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_raises_a_named_error_and_leaves_nothing_behind(model, tmp_path, case, call, error, message, left):
+def test_bad_input_raises_a_named_error_and_leaves_nothing_behind(
+    model, tmp_path, case, call, error, message, left
+):
     with pytest.raises(error, match=message):
         call(model, str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == sorted(left), "a failed call left files behind"

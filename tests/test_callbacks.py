@@ -1,7 +1,6 @@
 """NonFiniteLoss names the loss term that went NaN, for each kind of model; training stops there."""
 
 import keras
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -19,6 +18,7 @@ def nan_after(steps):
         counter.assign_add(1.0)
         finite = tf.reduce_mean(tf.square(tensors[-1])) * 0.0 + 1.0
         return tf.where(counter > steps, tf.constant(float("nan")), finite)
+
     return term
 
 
@@ -39,12 +39,16 @@ def digits_data():
 
 def small(seed=0, outputs=10):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(outputs)])
+    return keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(outputs)]
+    )
 
 
 def features_and_classifier():
     keras.utils.set_random_seed(0)
-    features = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(16)])
+    features = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(16)]
+    )
     return features, keras.Sequential([keras.Input((16,)), keras.layers.Dense(10)])
 
 
@@ -52,8 +56,9 @@ def fit_discrepancy(data):
     x, y = data
     model = adapt.DiscrepancyAdapter(*features_and_classifier(), discrepancy=nan_after(5))
     model.compile("adam")
-    return model, lambda callback: model.fit(kt.domain_pairs((x, y), x[::-1], 32, seed=0), epochs=3, verbose=0,
-                                             callbacks=[callback])
+    return model, lambda callback: model.fit(
+        kt.domain_pairs((x, y), x[::-1], 32, seed=0), epochs=3, verbose=0, callbacks=[callback]
+    )
 
 
 def fit_task(data):
@@ -61,32 +66,49 @@ def fit_task(data):
     model = adapt.DANN(*features_and_classifier())
     term = nan_after(5)
     model.compile("adam", loss=lambda y_true, logits: term(logits))
-    return model, lambda callback: model.fit(kt.domain_pairs((x, y), x[::-1], 32, seed=0), epochs=3, verbose=0,
-                                             callbacks=[callback])
+    return model, lambda callback: model.fit(
+        kt.domain_pairs((x, y), x[::-1], 32, seed=0), epochs=3, verbose=0, callbacks=[callback]
+    )
 
 
 def fit_distillation(data):
     x, y = data
     model = kt.Distiller(small(1), small(2), distillation_loss=NaNDistillation(5), alpha=0.5)
     model.compile("adam")
-    return model, lambda callback: model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[callback])
+    return model, lambda callback: model.fit(
+        x, y, batch_size=32, epochs=3, verbose=0, callbacks=[callback]
+    )
 
 
 def fit_head(data):
     x, y = data
-    backbone = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(16)])
-    heads = {name: keras.Sequential([keras.Input((16,)), keras.layers.Dense(10)]) for name in ("a", "b")}
+    backbone = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(16)]
+    )
+    heads = {
+        name: keras.Sequential([keras.Input((16,)), keras.layers.Dense(10)]) for name in ("a", "b")
+    }
     model = kt.MultiTaskModel(backbone, heads)
     term = nan_after(5)
     model.compile("adam", loss={"b": lambda y_true, logits: term(logits)})
-    return model, lambda callback: model.fit(task_batches({"a": (x, y), "b": (x, y)}, 32, seed=0), epochs=3,
-                                             verbose=0, callbacks=[callback])
+    return model, lambda callback: model.fit(
+        task_batches({"a": (x, y), "b": (x, y)}, 32, seed=0),
+        epochs=3,
+        verbose=0,
+        callbacks=[callback],
+    )
 
 
-@pytest.mark.parametrize("make, term", [
-    (fit_discrepancy, "discrepancy_loss"), (fit_task, "task_loss"), (fit_distillation, "distillation_loss"),
-    (fit_head, "b_loss"),
-], ids=["discrepancy", "task", "distillation", "multitask head"])
+@pytest.mark.parametrize(
+    "make, term",
+    [
+        (fit_discrepancy, "discrepancy_loss"),
+        (fit_task, "task_loss"),
+        (fit_distillation, "distillation_loss"),
+        (fit_head, "b_loss"),
+    ],
+    ids=["discrepancy", "task", "distillation", "multitask head"],
+)
 def test_training_stops_at_the_first_nan_and_names_the_term(digits_data, make, term):
     model, fit = make(digits_data)
     callback = NonFiniteLoss()

@@ -31,8 +31,20 @@ def files(trained_digits_model, digits, tmp_path_factory):
 def test_export_int8_then_evaluate_against_keras(files, capsys):
     folder, model_path, calibration, test = files
     out = str(folder / "int8")
-    code = main(["export", model_path, "--format", "tflite", "--quantize", "int8",
-                 "--calibration", calibration, "--out", out])
+    code = main(
+        [
+            "export",
+            model_path,
+            "--format",
+            "tflite",
+            "--quantize",
+            "int8",
+            "--calibration",
+            calibration,
+            "--out",
+            out,
+        ]
+    )
     assert code == 0
     tflite = os.path.join(out, "student_int8.tflite")
     assert "input int8" in capsys.readouterr().out
@@ -90,11 +102,22 @@ def test_code_in_a_keras_file_needs_unsafe(tmp_path, capsys):
         (["export", "{tmp}/missing.keras"], "MODEL file not found"),
         (["export", "{tmp}/corrupt.keras"], "not a valid .keras archive"),
         (["export", "{tmp}/model.h5"], "must be a .keras file"),
-        (["evaluate", "{tmp}/corrupt.tflite", "--data", "{tmp}/data.npz"], "not a valid TFLite model"),
-        (["evaluate", "{tmp}/corrupt.tflite", "--data", "{tmp}/missing.npz"], "--data file not found"),
-        (["evaluate", "{tmp}/corrupt.tflite", "--data", "{tmp}/corrupt.npz"], "not a readable .npz"),
-        (["evaluate", "{tmp}/corrupt.tflite", "--data", "{tmp}/data.npz", "--key", "images"],
-         "has no array 'images'"),
+        (
+            ["evaluate", "{tmp}/corrupt.tflite", "--data", "{tmp}/data.npz"],
+            "not a valid TFLite model",
+        ),
+        (
+            ["evaluate", "{tmp}/corrupt.tflite", "--data", "{tmp}/missing.npz"],
+            "--data file not found",
+        ),
+        (
+            ["evaluate", "{tmp}/corrupt.tflite", "--data", "{tmp}/corrupt.npz"],
+            "not a readable .npz",
+        ),
+        (
+            ["evaluate", "{tmp}/corrupt.tflite", "--data", "{tmp}/data.npz", "--key", "images"],
+            "has no array 'images'",
+        ),
     ],
 )
 def test_bad_files_get_clear_errors(tmp_path, capsys, arguments, message):
@@ -120,15 +143,21 @@ BLOCK_TENSORFLOW = (
 def run_edge(*arguments):
     return subprocess.run(
         [sys.executable, "-c", BLOCK_TENSORFLOW.format(runner=RUNNER), *arguments],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def test_edge_runner_works_without_tensorflow(files):
     folder, model_path, calibration, test = files
     out = str(folder / "edge")
-    assert main(["export", model_path, "--quantize", "int8", "--calibration", calibration,
-                 "--out", out]) == 0
+    assert (
+        main(
+            ["export", model_path, "--quantize", "int8", "--calibration", calibration, "--out", out]
+        )
+        == 0
+    )
     tflite = os.path.join(out, "student_int8.tflite")
     result = run_edge(tflite, test, "--runs", "20")
     assert result.returncode == 0, result.stderr

@@ -230,7 +230,10 @@ def test_to_common_shape_brings_mnist_and_usps_together():
         (lambda: resize_images(np.zeros((1, 8, 8, 1)), (4, 4), channels=2), "channels must be"),
         (lambda: resize_images(np.zeros((1, 8, 8, 2)), (4, 4), channels=3), "1 or 3 channels"),
         (lambda: to_common_shape(), "at least one"),
-        (lambda: to_common_shape(np.zeros((1, 8, 8, 1)), np.zeros((3, 8, 8))), r"image_arrays\[1\]"),
+        (
+            lambda: to_common_shape(np.zeros((1, 8, 8, 1)), np.zeros((3, 8, 8))),
+            r"image_arrays\[1\]",
+        ),
     ],
 )
 def test_resize_errors_name_the_argument(call, message):
@@ -289,7 +292,9 @@ def test_domain_pairs_feeds_keras_fit():
     source, target = small_domains()
     pairs = domain_pairs(source, target, batch_size=16, seed=0)
     as_supervised = pairs.map(lambda s, t: s)
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(as_supervised, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
@@ -301,7 +306,12 @@ def test_domain_pairs_feeds_keras_fit():
         ((np.zeros((4, 8, 8, 1)), np.zeros(4, int)), np.zeros((4, 16, 16, 1)), {}, "share a shape"),
         ((np.zeros((0, 8)), np.zeros(0, int)), np.zeros((4, 8)), {}, "source inputs are empty"),
         ((np.zeros((4, 8)), np.zeros(4, int)), np.zeros((0, 8)), {}, "target inputs are empty"),
-        ((np.zeros((4, 8)), np.zeros(4, int)), (np.zeros((4, 8)), np.zeros(4)), {}, "Target labels"),
+        (
+            (np.zeros((4, 8)), np.zeros(4, int)),
+            (np.zeros((4, 8)), np.zeros(4)),
+            {},
+            "Target labels",
+        ),
         ((np.zeros((4, 8)), np.zeros(3, int)), np.zeros((4, 8)), {}, "3 labels for 4 inputs"),
         ((np.zeros((4, 8)), np.array([0, 1, -1, 2])), np.zeros((4, 8)), {}, "negative class"),
         ((np.zeros((4, 8)), np.zeros(4, float)), np.zeros((4, 8)), {}, "integer class indices"),

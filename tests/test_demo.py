@@ -16,8 +16,14 @@ from tests.conftest import REPO
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = demo.DemoSettings(
-    labels_per_class=5, source_epochs=5, target_epochs=10, fine_tune_epochs=5,
-    distill_epochs=5, qat_epochs=3, adapt_epochs=3, verbose=0,
+    labels_per_class=5,
+    source_epochs=5,
+    target_epochs=10,
+    fine_tune_epochs=5,
+    distill_epochs=5,
+    qat_epochs=3,
+    adapt_epochs=3,
+    verbose=0,
 )
 
 
@@ -78,12 +84,22 @@ def test_json_holds_the_table(small_run):
         payload = json.load(f)
     stages = [row["stage"] for row in payload["rows"]]
     assert stages == [
-        "source model", "uneven light, source only", "uneven light, adapted (MMD, no labels)",
-        "target from scratch", "fine-tuned from source", "distilled student",
-        "SavedModel", "TFLite float32", "TFLite int8", "TFLite int8 QAT",
+        "source model",
+        "uneven light, source only",
+        "uneven light, adapted (MMD, no labels)",
+        "target from scratch",
+        "fine-tuned from source",
+        "distilled student",
+        "SavedModel",
+        "TFLite float32",
+        "TFLite int8",
+        "TFLite int8 QAT",
     ]
     assert payload["settings"]["labels_per_class"] == 5
-    assert set(payload["adaptation"]) == {"proxy_a_distance_source_only", "proxy_a_distance_adapted"}
+    assert set(payload["adaptation"]) == {
+        "proxy_a_distance_source_only",
+        "proxy_a_distance_adapted",
+    }
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in payload["rows"])
     table = report.table()
     for stage in stages:
@@ -125,14 +141,32 @@ def test_a_second_run_does_not_overwrite_the_first(small_run):
 def test_cli_demo_with_default_settings(tmp_path):
     """The README's main job, as a user runs it: the console command, default data."""
     env = {**os.environ, "PYTHONPATH": REPO, "KERAS_BACKEND": "tensorflow"}
-    command = [sys.executable, "-m", "keras_transfer.cli", "demo", "--out", str(tmp_path), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "keras_transfer.cli",
+        "demo",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "TFLite int8" in result.stdout
     run_dir = tmp_path / "demo-digits"
-    for name in ("teacher.keras", "student.keras", "student_float32.tflite", "student_int8.tflite",
-                 "student_int8_qat.tflite", "demo_report.json", "demo_report.png", "confusion_int8.png",
-                 "adaptation_embedding.png", "adaptation_curves.png", "saved_model/saved_model.pb"):
+    for name in (
+        "teacher.keras",
+        "student.keras",
+        "student_float32.tflite",
+        "student_int8.tflite",
+        "student_int8_qat.tflite",
+        "demo_report.json",
+        "demo_report.png",
+        "confusion_int8.png",
+        "adaptation_embedding.png",
+        "adaptation_curves.png",
+        "saved_model/saved_model.pb",
+    ):
         assert (run_dir / name).exists(), name
     rows = json.loads((run_dir / "demo_report.json").read_text())["rows"]
     by_stage = {row["stage"]: row for row in rows}
@@ -140,8 +174,10 @@ def test_cli_demo_with_default_settings(tmp_path):
     assert by_stage["TFLite int8"]["agreement"] >= 0.95
     assert by_stage["TFLite int8 QAT"]["agreement"] >= 0.95
     # adaptation without target labels helps under uneven light, and brings the domains closer
-    assert by_stage["uneven light, adapted (MMD, no labels)"]["accuracy"] > by_stage["uneven light, source only"][
-        "accuracy"]
+    assert (
+        by_stage["uneven light, adapted (MMD, no labels)"]["accuracy"]
+        > by_stage["uneven light, source only"]["accuracy"]
+    )
     adaptation = json.loads((run_dir / "demo_report.json").read_text())["adaptation"]
     assert adaptation["proxy_a_distance_adapted"] < adaptation["proxy_a_distance_source_only"]
     # the student learnt the teacher's task from unlabelled images

@@ -55,7 +55,9 @@ def test_keras_logits_distillation_with_kl_instance_agrees(rng):
         temperature=3.0, loss=keras.losses.KLDivergence()
     )
     keras_value = float(strategy.compute_loss(teacher, student))
-    assert keras_value == pytest.approx(float(kl_distillation_loss(teacher, student, 3.0)), rel=1e-4)
+    assert keras_value == pytest.approx(
+        float(kl_distillation_loss(teacher, student, 3.0)), rel=1e-4
+    )
 
 
 # --- models ------------------------------------------------------------------------
@@ -88,7 +90,9 @@ def make_student(seed=1):
 def teacher(digits):
     (x_train, y_train), _ = digits
     model = make_teacher()
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     model.fit(x_train, y_train, epochs=15, batch_size=64, verbose=0)
     return model
 
@@ -143,7 +147,9 @@ def test_gradients_of_the_loss_reach_exactly_the_student(teacher, digits):
 def test_alpha_one_trains_exactly_like_the_plain_student(teacher, digits):
     (x_train, y_train), _ = digits
     plain = make_student()
-    plain.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    plain.compile(
+        keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     plain_history = plain.fit(x_train, y_train, epochs=2, batch_size=64, shuffle=False, verbose=0)
     distiller = Distiller(teacher, make_student(), alpha=1.0)
     distiller.compile(keras.optimizers.Adam(1e-3))
@@ -241,11 +247,15 @@ def test_teacher_giving_probabilities_distils_like_its_logits(teacher, digits, r
 
 def test_keras_strategies_plug_in(teacher, digits):
     (x_train, y_train), _ = digits
-    x, y = x_train[:128], y_train[:128]
+    x = x_train[:128]
     ours = Distiller(teacher, make_student(), temperature=3.0, alpha=0.0)
     theirs = Distiller(
-        teacher, make_student(), alpha=0.0,
-        distillation_loss=keras.distillation.LogitsDistillation(3.0, loss=keras.losses.KLDivergence()),
+        teacher,
+        make_student(),
+        alpha=0.0,
+        distillation_loss=keras.distillation.LogitsDistillation(
+            3.0, loss=keras.losses.KLDivergence()
+        ),
     )
     for distiller in (ours, theirs):
         distiller.compile("adam")
@@ -285,7 +295,9 @@ def test_distiller_and_student_round_trip_through_keras_files(teacher, digits, t
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert isinstance(loaded, Distiller)
     assert (loaded.temperature, loaded.alpha, loaded.hints) == (2.5, 0.2, [("t_conv2", "s_conv2")])
-    np.testing.assert_allclose(loaded.predict(x_test, verbose=0), distiller.predict(x_test, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x_test, verbose=0), distiller.predict(x_test, verbose=0), atol=1e-6
+    )
     np.testing.assert_allclose(
         loaded._adapters[0].get_weights()[0], distiller._adapters[0].get_weights()[0]
     )
@@ -298,7 +310,9 @@ def test_distiller_and_student_round_trip_through_keras_files(teacher, digits, t
     distiller.student.save(student_path)
     student = keras.saving.load_model(student_path, safe_mode=True)
     assert not isinstance(student, Distiller)
-    np.testing.assert_allclose(student.predict(x_test, verbose=0), distiller.predict(x_test, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        student.predict(x_test, verbose=0), distiller.predict(x_test, verbose=0), atol=1e-6
+    )
 
 
 def test_config_round_trip_keeps_keras_strategies(teacher):
@@ -314,31 +328,76 @@ def test_config_round_trip_keeps_keras_strategies(teacher):
 
 
 def softmax_head(model):
-    return keras.Model(model.inputs, keras.layers.Activation("softmax", name="probs")(model.outputs[0]))
+    return keras.Model(
+        model.inputs, keras.layers.Activation("softmax", name="probs")(model.outputs[0])
+    )
 
 
 @pytest.mark.parametrize(
     "make, error, message",
     [
-        (lambda t: Distiller(t, keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                                                  keras.layers.Dense(7)])),
-         ValueError, "same number of outputs: teacher 10, student 7"),
+        (
+            lambda t: Distiller(
+                t,
+                keras.Sequential(
+                    [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(7)]
+                ),
+            ),
+            ValueError,
+            "same number of outputs: teacher 10, student 7",
+        ),
         (lambda t: Distiller(t, make_student(), temperature=0), ValueError, "temperature must be"),
-        (lambda t: Distiller(t, make_student(), alpha=1.5), ValueError, r"alpha must be a number in \[0, 1\]"),
-        (lambda t: Distiller(softmax_head(t), make_student()), ValueError, "teacher_outputs='probabilities'"),
-        (lambda t: Distiller(t, softmax_head(make_student())), ValueError, "student must output logits"),
-        (lambda t: Distiller(t, make_student(), distillation_loss="cosine"), ValueError, "distillation_loss must be"),
-        (lambda t: Distiller(t, make_student(), hints=[("t_conv2", "nope")]), ValueError,
-         "student layer 'nope'"),
-        (lambda t: Distiller(t, make_student(), hints=[("t_conv1", "s_conv2")]), ValueError,
-         "agree in all but the last axis"),
-        (lambda t: Distiller(t, make_student(), teacher_outputs="soft"), ValueError, "teacher_outputs must be"),
+        (
+            lambda t: Distiller(t, make_student(), alpha=1.5),
+            ValueError,
+            r"alpha must be a number in \[0, 1\]",
+        ),
+        (
+            lambda t: Distiller(softmax_head(t), make_student()),
+            ValueError,
+            "teacher_outputs='probabilities'",
+        ),
+        (
+            lambda t: Distiller(t, softmax_head(make_student())),
+            ValueError,
+            "student must output logits",
+        ),
+        (
+            lambda t: Distiller(t, make_student(), distillation_loss="cosine"),
+            ValueError,
+            "distillation_loss must be",
+        ),
+        (
+            lambda t: Distiller(t, make_student(), hints=[("t_conv2", "nope")]),
+            ValueError,
+            "student layer 'nope'",
+        ),
+        (
+            lambda t: Distiller(t, make_student(), hints=[("t_conv1", "s_conv2")]),
+            ValueError,
+            "agree in all but the last axis",
+        ),
+        (
+            lambda t: Distiller(t, make_student(), teacher_outputs="soft"),
+            ValueError,
+            "teacher_outputs must be",
+        ),
         (lambda t: Distiller(42, make_student()), TypeError, "teacher must be a Keras model"),
-        (lambda t: Distiller("missing/teacher.keras", make_student()), FileNotFoundError,
-         "teacher file not found"),
-        (lambda t: Distiller(t, keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
-                                                  keras.layers.Dense(10)])),
-         ValueError, "same inputs"),
+        (
+            lambda t: Distiller("missing/teacher.keras", make_student()),
+            FileNotFoundError,
+            "teacher file not found",
+        ),
+        (
+            lambda t: Distiller(
+                t,
+                keras.Sequential(
+                    [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+                ),
+            ),
+            ValueError,
+            "same inputs",
+        ),
     ],
 )
 def test_bad_construction_fails_before_training(teacher, make, error, message):
@@ -396,13 +455,17 @@ def test_hub_style_module_teacher_is_checked_before_training(digits, tmp_path):
 
     module = HubStyleModule()
     for training in (True, False):
-        module.__call__.get_concrete_function(tf.TensorSpec([None, 8, 8, 1], tf.float32), training=training)
+        module.__call__.get_concrete_function(
+            tf.TensorSpec([None, 8, 8, 1], tf.float32), training=training
+        )
     folder = str(tmp_path / "hub_teacher")
     tf.saved_model.save(module, folder)
     with pytest.raises(ValueError, match="16"):
         Distiller(folder, make_student())  # 16 teacher outputs against 10 student classes
     (x_train, _), _ = digits
-    student = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(16)])
+    student = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(16)]
+    )
     distiller = Distiller(folder, student, alpha=0.0)
     distiller.compile(keras.optimizers.Adam(1e-2))
     history = distiller.fit(x_train, epochs=3, batch_size=64, verbose=0)
@@ -429,7 +492,9 @@ def test_a_student_regularizer_shapes_the_distilled_weights(teacher, digits):
     for name, student in (("plain", plain), ("regularized", regularized)):
         distiller = Distiller(teacher, student, alpha=0.3)
         distiller.compile(keras.optimizers.Adam(1e-3))
-        distiller.fit(x_train[:512], y_train[:512], epochs=3, batch_size=64, shuffle=False, verbose=0)
+        distiller.fit(
+            x_train[:512], y_train[:512], epochs=3, batch_size=64, shuffle=False, verbose=0
+        )
         norms[name] = sum(float(np.sum(k**2)) for k in kernels(student))
     # Measured: 25.6 without, 19.0 with (before the shared step the two were bit-identical).
     assert norms["regularized"] < 0.85 * norms["plain"], norms
@@ -447,6 +512,10 @@ def test_l2_sp_pulls_a_distilled_student_towards_its_start(teacher, digits):
             l2_sp(student, student, alpha=pull, beta=0.0)
         distiller = Distiller(teacher, student, alpha=0.3)
         distiller.compile(keras.optimizers.Adam(3e-3))
-        distiller.fit(x_train[:512], y_train[:512], epochs=3, batch_size=64, shuffle=False, verbose=0)
-        distances[pull] = sum(float(np.sum((k - k0) ** 2)) for k, k0 in zip(kernels(student), start))
+        distiller.fit(
+            x_train[:512], y_train[:512], epochs=3, batch_size=64, shuffle=False, verbose=0
+        )
+        distances[pull] = sum(
+            float(np.sum((k - k0) ** 2)) for k, k0 in zip(kernels(student), start)
+        )
     assert distances[1.0] < 0.5 * distances[0.0], distances

@@ -14,20 +14,29 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
-
 from tests.adapters import ADAPTERS
+from tests.conftest import REPO
 
 # The cases of tests/distributed_equality.py that train one of the toolkit's Keras 3 models: every
 # adaptation method of the harness table among them.
-MODELS = ["distiller_kl", "distiller_keras_strategy", *(f"adapter_{name}" for name in ADAPTERS), "multitask",
-          "zeroshot"]
+MODELS = [
+    "distiller_kl",
+    "distiller_keras_strategy",
+    *(f"adapter_{name}" for name in ADAPTERS),
+    "multitask",
+    "zeroshot",
+]
 
 
 def run_case(case):
     env = {**os.environ, "PYTHONPATH": REPO, "KERAS_BACKEND": "tensorflow"}
-    result = subprocess.run([sys.executable, os.path.join(REPO, "tests", "distributed_equality.py"), case],
-                            capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tests", "distributed_equality.py"), case],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])[case]
 
@@ -62,16 +71,25 @@ def free_ports(count):
 
 
 def run_on_two_workers(case, tmp_path, reference=False):
-    """Runs tests/multiworker_equality.py as two workers (and the no-strategy reference): their npz files."""
+    """Runs tests/multiworker_equality.py as two workers (and the no-strategy reference): their npz
+    files.
+    """
     script = os.path.join(REPO, "tests", "multiworker_equality.py")
     env = {**os.environ, "PYTHONPATH": REPO, "KERAS_BACKEND": "tensorflow"}
     ports = ",".join(map(str, free_ports(2)))
     commands = {f"worker{i}": ["worker", case, str(i), ports] for i in range(2)}
     if reference:
         commands["reference"] = ["reference", case]
-    processes = {name: subprocess.Popen([sys.executable, script, *args, str(tmp_path / f"{name}.npz")], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                 for name, args in commands.items()}
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, script, *args, str(tmp_path / f"{name}.npz")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, args in commands.items()
+    }
     try:
         errors = {name: process.communicate(timeout=600)[1] for name, process in processes.items()}
     finally:
@@ -101,7 +119,9 @@ def test_same_weights_logs_and_predictions_on_two_workers_as_on_one_device(case,
     assert largest_difference(found, "worker0", "worker1") == 0.0
     assert largest_difference(found, "worker0", "reference") < 1e-5
     assert largest_log_difference(found, "worker0", "reference") < 1e-4
-    assert sorted(json.loads(str(found["worker0"]["history"]))) == sorted(json.loads(str(found["reference"]["history"])))
+    assert sorted(json.loads(str(found["worker0"]["history"]))) == sorted(
+        json.loads(str(found["reference"]["history"]))
+    )
     assert np.abs(found["worker0"]["predictions"] - found["reference"]["predictions"]).max() < 1e-4
 
 
@@ -109,7 +129,10 @@ def test_fine_tune_refuses_several_workers_by_name(tmp_path):
     """fine_tune trains a plain Keras model, which Keras 3.15 cannot fit on several workers."""
     for name, found in run_on_two_workers("fine_tune", tmp_path).items():
         message = str(found.get("refused", ""))
-        assert "fine_tune trains a plain Keras model" in message and "keras-team/keras#20585" in message, (name, found)
+        assert (
+            "fine_tune trains a plain Keras model" in message
+            and "keras-team/keras#20585" in message
+        ), (name, found)
 
 
 def test_quantize_aware_distillation_on_two_workers_matches_one_device(tmp_path):

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-
 from tests.conftest import REPO
 
 
@@ -38,9 +37,7 @@ def test_import_under_other_backend_in_keras_json(tmp_path):
 def test_keras_already_running_another_backend():
     # Keras' other backends need jax, torch or openvino, none of which this
     # project installs: report another backend from an imported keras instead.
-    code = (
-        "import keras; keras.backend.backend = lambda: 'jax'; import keras_transfer"
-    )
+    code = "import keras; keras.backend.backend = lambda: 'jax'; import keras_transfer"
     result = run_python(code)
     assert result.returncode != 0
     assert "'jax' backend" in result.stderr

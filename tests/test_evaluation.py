@@ -21,23 +21,32 @@ def softmax(logits):
 def assert_matches_sklearn(report, logits, y):
     predicted = logits.argmax(1)
     precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        y, predicted, labels=range(logits.shape[1]), zero_division=0)
+        y, predicted, labels=range(logits.shape[1]), zero_division=0
+    )
     present = support > 0
     assert report.accuracy == pytest.approx(metrics.accuracy_score(y, predicted))
     np.testing.assert_allclose(report.precision, precision, atol=1e-12)
     np.testing.assert_allclose(report.recall, recall, atol=1e-12)
     np.testing.assert_allclose(report.f1, f1, atol=1e-12)
     assert report.f1_macro == pytest.approx(f1[present].mean())
-    np.testing.assert_array_equal(report.confusion_matrix, metrics.confusion_matrix(y, predicted, labels=range(logits.shape[1])))
+    np.testing.assert_array_equal(
+        report.confusion_matrix,
+        metrics.confusion_matrix(y, predicted, labels=range(logits.shape[1])),
+    )
     assert report.roc_auc_ovr == pytest.approx(
-        metrics.roc_auc_score(y, softmax(logits), multi_class="ovr", average="macro", labels=range(logits.shape[1])),
-        rel=1e-9)
+        metrics.roc_auc_score(
+            y, softmax(logits), multi_class="ovr", average="macro", labels=range(logits.shape[1])
+        ),
+        rel=1e-9,
+    )
 
 
 def test_report_of_a_trained_model_matches_scikit_learn(trained_digits_model, digits):
     _, (x_test, y_test) = digits
     report = classification_report(trained_digits_model, (x_test, y_test))
-    assert_matches_sklearn(report, trained_digits_model.predict(x_test, verbose=0).astype("float64"), y_test)
+    assert_matches_sklearn(
+        report, trained_digits_model.predict(x_test, verbose=0).astype("float64"), y_test
+    )
     assert report.accuracy > 0.8 and sum(report.support) == len(y_test)
 
 
@@ -65,8 +74,10 @@ def test_figures_are_written_as_png_and_not_overwritten(trained_digits_model, di
     written = [
         plot_confusion_matrix(report, tmp_path / "confusion.png"),
         plot_history(history, tmp_path / "curves.png"),
-        plot_domain_embedding({"before": (features, features + 3.0), "after": (features, features)},
-                              tmp_path / "embedding.png"),
+        plot_domain_embedding(
+            {"before": (features, features + 3.0), "after": (features, features)},
+            tmp_path / "embedding.png",
+        ),
     ]
     for path in written:
         with open(path, "rb") as f:
@@ -74,7 +85,11 @@ def test_figures_are_written_as_png_and_not_overwritten(trained_digits_model, di
         assert (tmp_path / path).stat().st_size > 5_000
     with pytest.raises(FileExistsError, match="overwrite=True"):
         plot_history(history, tmp_path / "curves.png")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.png", "curves.png", "embedding.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "confusion.png",
+        "curves.png",
+        "embedding.png",
+    ]
 
 
 def test_pca_embedding_keeps_the_two_directions_of_largest_variance(rng):

@@ -40,7 +40,9 @@ def test_float32_tflite_matches_keras(trained_digits_model, digits, tmp_path):
     _, (x_test, _) = digits
     report = export_tflite(trained_digits_model, tmp_path / "model.tflite")
     assert (report.quantization, report.input_dtype, report.output_dtype) == (
-        "none", "float32", "float32",
+        "none",
+        "float32",
+        "float32",
     )
     outputs = tflite_predict(report.path, x_test)
     expected = trained_digits_model.predict(x_test, verbose=0)
@@ -75,10 +77,15 @@ def test_int8_tflite_is_integer_inside_and_agrees(trained_digits_model, digits, 
     assert report.size_bytes < 0.5 * float_size
 
 
-def test_int8_with_float_io_keeps_float_tensors_at_the_edges(trained_digits_model, digits, tmp_path):
+def test_int8_with_float_io_keeps_float_tensors_at_the_edges(
+    trained_digits_model, digits, tmp_path
+):
     (x_train, _), (x_test, _) = digits
     report = export_tflite(
-        trained_digits_model, tmp_path / "m.tflite", "int8", representative_data=(x_train, None),
+        trained_digits_model,
+        tmp_path / "m.tflite",
+        "int8",
+        representative_data=(x_train, None),
         int8_io=False,
     )
     assert (report.input_dtype, report.output_dtype) == ("float32", "float32")
@@ -97,7 +104,9 @@ def test_int8_calibrates_from_a_tf_data_dataset(trained_digits_model, digits, tm
 
 
 @pytest.mark.parametrize("mode, weight_type", [("dynamic", "int8"), ("float16", "float16")])
-def test_weight_quantized_modes_run_and_agree(trained_digits_model, digits, tmp_path, mode, weight_type):
+def test_weight_quantized_modes_run_and_agree(
+    trained_digits_model, digits, tmp_path, mode, weight_type
+):
     _, (x_test, _) = digits
     report = export_tflite(trained_digits_model, tmp_path / f"{mode}.tflite", mode)
     assert report.input_dtype == "float32"
@@ -157,12 +166,16 @@ def test_bad_arguments_fail_before_any_work(trained_digits_model, tmp_path):
         export_tflite(trained_digits_model, tmp_path / "a.tflite", "int8")
     with pytest.raises(ValueError, match=r"shape \(n, 8, 8, 1\)"):
         export_tflite(
-            trained_digits_model, tmp_path / "a.tflite", "int8",
+            trained_digits_model,
+            tmp_path / "a.tflite",
+            "int8",
             representative_data=np.zeros((5, 28, 28, 1)),
         )
     with pytest.raises(ValueError, match="empty dataset"):
         export_tflite(
-            trained_digits_model, tmp_path / "a.tflite", "int8",
+            trained_digits_model,
+            tmp_path / "a.tflite",
+            "int8",
             representative_data=tf.data.Dataset.from_tensor_slices(np.zeros((0, 8, 8, 1))),
         )
     with pytest.raises(TypeError, match="model must be a keras.Model"):
@@ -204,7 +217,9 @@ def test_report_reads_as_one_line(trained_digits_model, digits, tmp_path):
     assert "tflite [int8]" in line and "input int8 (scale" in line
 
 
-def test_benchmark_reports_latency_with_and_without_default_delegates(trained_digits_model, tmp_path):
+def test_benchmark_reports_latency_with_and_without_default_delegates(
+    trained_digits_model, tmp_path
+):
     from keras_transfer import benchmark_tflite
 
     path = export_tflite(trained_digits_model, tmp_path / "m.tflite").path

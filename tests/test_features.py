@@ -34,7 +34,9 @@ def counting_backbone(trained_digits_model):
     return keras.Model(inputs, cut(counter(inputs)), name="counted"), counter
 
 
-def test_cache_hit_skips_the_backbone_and_returns_the_same_features(trained_digits_model, digits, tmp_path):
+def test_cache_hit_skips_the_backbone_and_returns_the_same_features(
+    trained_digits_model, digits, tmp_path
+):
     (x_train, _), _ = digits
     backbone, counter = counting_backbone(trained_digits_model)
     first = kt.extract_features(backbone, x_train, cache_dir=tmp_path)
@@ -52,19 +54,26 @@ def test_cache_hit_skips_the_backbone_and_returns_the_same_features(trained_digi
     assert len(os.listdir(tmp_path)) == 3
 
 
-def test_head_on_cached_features_stacks_into_a_deployable_model(trained_digits_model, digits, tmp_path):
+def test_head_on_cached_features_stacks_into_a_deployable_model(
+    trained_digits_model, digits, tmp_path
+):
     (x_train, y_train), (x_test, y_test) = digits
     backbone = kt.load_backbone(trained_digits_model, output_layer=-2)
     features = kt.extract_features(backbone, x_train, cache_dir=tmp_path)
     keras.utils.set_random_seed(0)
     head = keras.Sequential([keras.Input(features.shape[1:]), keras.layers.Dense(10)], name="head")
-    head.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                 metrics=["accuracy"])
+    head.compile(
+        keras.optimizers.Adam(1e-2),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     history = head.fit(features, y_train, epochs=10, batch_size=64, verbose=0)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
     model = kt.stack(backbone, head)
     test_features = kt.extract_features(backbone, x_test)
-    np.testing.assert_allclose(model.predict(x_test, verbose=0), head.predict(test_features, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        model.predict(x_test, verbose=0), head.predict(test_features, verbose=0), atol=1e-5
+    )
     assert np.mean(model.predict(x_test, verbose=0).argmax(-1) == y_test) > 0.9
 
 

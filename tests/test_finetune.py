@@ -11,23 +11,28 @@ from keras_transfer.finetune import leaf_layers
 
 def backbone_with_batchnorm(seed=0):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(8, 3, padding="same", name="conv1"),
-        keras.layers.BatchNormalization(name="bn1"),
-        keras.layers.ReLU(name="relu1"),
-        keras.layers.Conv2D(16, 3, padding="same", name="conv2"),
-        keras.layers.BatchNormalization(name="bn2"),
-        keras.layers.ReLU(name="relu2"),
-        keras.layers.GlobalAveragePooling2D(name="pool"),
-        keras.layers.Dense(16, activation="relu", name="fc"),
-    ], name="backbone")
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, padding="same", name="conv1"),
+            keras.layers.BatchNormalization(name="bn1"),
+            keras.layers.ReLU(name="relu1"),
+            keras.layers.Conv2D(16, 3, padding="same", name="conv2"),
+            keras.layers.BatchNormalization(name="bn2"),
+            keras.layers.ReLU(name="relu2"),
+            keras.layers.GlobalAveragePooling2D(name="pool"),
+            keras.layers.Dense(16, activation="relu", name="fc"),
+        ],
+        name="backbone",
+    )
 
 
 def classifier(backbone, classes=10):
     inputs = keras.Input((8, 8, 1))
     model = keras.Model(inputs, keras.layers.Dense(classes, name="head")(backbone(inputs)))
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     return model
 
 
@@ -36,8 +41,11 @@ def snapshot(layers):
 
 
 def changed(before, layers):
-    return {layer.name for layer in layers
-            if any(np.abs(w.numpy() - b).max() > 0 for w, b in zip(layer.weights, before[layer.name]))}
+    return {
+        layer.name
+        for layer in layers
+        if any(np.abs(w.numpy() - b).max() > 0 for w, b in zip(layer.weights, before[layer.name]))
+    }
 
 
 def trainable_names(model):
@@ -49,27 +57,45 @@ def test_frozen_layers_get_no_gradient_and_do_not_change(digits):
     backbone = backbone_with_batchnorm()
     model = classifier(backbone)
     assert kt.freeze(backbone, until="bn1") == ["conv1", "bn1"]
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     assert trainable_names(model) == {"conv2", "bn2", "fc", "head"}
     with tf.GradientTape() as tape:
         loss = model.compute_loss(x=x[:64], y=y[:64], y_pred=model(x[:64], training=True))
-    grads = dict(zip([v.path for v in model.trainable_variables], tape.gradient(loss, model.trainable_variables)))
+    grads = dict(
+        zip(
+            [v.path for v in model.trainable_variables],
+            tape.gradient(loss, model.trainable_variables),
+        )
+    )
     assert all(g is not None for g in grads.values())
     layers = leaf_layers(model)
     before = snapshot(layers)
     model.fit(x, y, epochs=2, batch_size=64, verbose=0)
-    assert changed(before, layers) == {"conv2", "bn2", "fc", "head"}  # bn1's moving statistics too stay put
+    assert changed(before, layers) == {
+        "conv2",
+        "bn2",
+        "fc",
+        "head",
+    }  # bn1's moving statistics too stay put
 
 
 def test_unfreeze_top_keeps_batchnorm_in_inference_mode_unless_asked(digits):
     (x, y), _ = digits
-    for batch_norm, expect in (("frozen", {"conv2", "fc", "head"}), ("train", {"conv2", "bn2", "fc", "head"})):
+    for batch_norm, expect in (
+        ("frozen", {"conv2", "fc", "head"}),
+        ("train", {"conv2", "bn2", "fc", "head"}),
+    ):
         backbone = backbone_with_batchnorm()
         model = classifier(backbone)
         kt.freeze(backbone)
         unfrozen = kt.unfreeze(backbone, top=3, batch_norm=batch_norm)
         assert set(unfrozen) == expect - {"head"}
-        model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            keras.optimizers.Adam(3e-3),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         layers = leaf_layers(model)
         before = snapshot(layers)
         model.fit(x, y, epochs=1, batch_size=64, verbose=0)
@@ -95,7 +121,9 @@ def test_gradual_unfreezing_changes_the_trainable_set_at_the_planned_epochs(digi
     backbone = backbone_with_batchnorm()
     model = classifier(backbone)
     kt.freeze(backbone)
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     layers = leaf_layers(model)
     seen, moved = {}, {}
 
@@ -109,17 +137,28 @@ def test_gradual_unfreezing_changes_the_trainable_set_at_the_planned_epochs(digi
 
     schedule = kt.GradualUnfreezing(every=2, target=backbone)
     model.fit(x, y, epochs=5, batch_size=64, verbose=0, callbacks=[schedule, Watch()])
-    assert schedule.unfrozen_at == {2: ["fc"], 4: ["conv2"]}  # BatchNorm is no block: it stays frozen
+    assert schedule.unfrozen_at == {
+        2: ["fc"],
+        4: ["conv2"],
+    }  # BatchNorm is no block: it stays frozen
     assert seen[0] == seen[1] == {"head"}
     assert seen[2] == seen[3] == {"head", "fc"}
     assert seen[4] == {"head", "fc", "conv2"}
-    assert moved[1] == {"head"} and moved[2] == {"head", "fc"} and moved[4] == {"head", "fc", "conv2"}
+    assert (
+        moved[1] == {"head"} and moved[2] == {"head", "fc"} and moved[4] == {"head", "fc", "conv2"}
+    )
 
 
 def test_layerwise_learning_rates_scale_each_block_update():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="low"),
-                              keras.layers.Dense(3, name="mid"), keras.layers.Dense(2, name="top")])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, name="low"),
+            keras.layers.Dense(3, name="mid"),
+            keras.layers.Dense(2, name="top"),
+        ]
+    )
     optimizer = kt.layerwise_optimizer(model, keras.optimizers.SGD(0.1), decay=0.5)
     x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
     with tf.GradientTape() as tape:
@@ -139,14 +178,18 @@ def test_layerwise_optimizer_trains_and_saves_with_the_model(digits, tmp_path):
     (x, y), (x_test, _) = digits
     backbone = backbone_with_batchnorm()
     model = classifier(backbone)
-    model.compile(kt.layerwise_optimizer(model, keras.optimizers.Adam(3e-3), decay=0.7),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        kt.layerwise_optimizer(model, keras.optimizers.Adam(3e-3), decay=0.7),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     history = model.fit(x, y, epochs=3, batch_size=64, verbose=0)
     # Measured 2.27 -> 2.08 (plain Adam: 2.23 -> 1.82; lower layers learn 0.7^k slower).
     assert history.history["loss"][-1] < 0.95 * history.history["loss"][0]
     model.save(tmp_path / "layerwise.keras")
     restored = keras.saving.load_model(tmp_path / "layerwise.keras")
-    np.testing.assert_allclose(restored.predict(x_test, verbose=0), model.predict(x_test, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        restored.predict(x_test, verbose=0), model.predict(x_test, verbose=0), atol=1e-5
+    )
 
 
 def test_l2_sp_penalty_equals_its_formula():
@@ -184,7 +227,9 @@ def test_l2_sp_pulls_fine_tuned_weights_back_towards_the_pretrained_ones(digits)
         kt.l2_sp(model, backbone, alpha=alpha, beta=0.0)
         keras.utils.set_random_seed(1)
         model.fit(x, y, epochs=3, batch_size=64, verbose=0)
-        distances[alpha] = np.sqrt(sum(np.sum((v.numpy() - start[v.path]) ** 2) for v in backbone.trainable_variables))
+        distances[alpha] = np.sqrt(
+            sum(np.sum((v.numpy() - start[v.path]) ** 2) for v in backbone.trainable_variables)
+        )
     assert distances[1.0] < 0.5 * distances[0.0], distances
 
 
@@ -194,7 +239,9 @@ def test_lora_trains_only_the_low_rank_matrices_and_round_trips(digits, tmp_path
     model = classifier(backbone)
     kt.freeze(backbone)
     assert kt.add_lora(model, rank=2, layers=["fc"]) == ["fc"]
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     names = sorted("/".join(v.path.split("/")[-2:]) for v in model.trainable_variables)
     assert names == ["fc/bias", "fc/lora_kernel_a", "fc/lora_kernel_b", "head/bias", "head/kernel"]
     kt.unfreeze(backbone, from_layer="pool")  # a later unfreeze keeps LoRA's base kernel frozen
@@ -209,7 +256,9 @@ def test_lora_trains_only_the_low_rank_matrices_and_round_trips(digits, tmp_path
     assert np.abs(model.predict(x_test, verbose=0) - outputs_before).max() > 1e-3
     model.save(tmp_path / "lora.keras")
     restored = keras.saving.load_model(tmp_path / "lora.keras")
-    np.testing.assert_allclose(restored.predict(x_test, verbose=0), model.predict(x_test, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        restored.predict(x_test, verbose=0), model.predict(x_test, verbose=0), atol=1e-5
+    )
     with pytest.raises(ValueError, match="does not support LoRA"):
         kt.add_lora(model, rank=2, layers=["bn1"])
     with pytest.raises(ValueError, match="are not in the model"):
@@ -220,16 +269,30 @@ def test_fine_tune_runs_both_phases_with_a_frozen_backbone_first(digits):
     (x, y), (x_test, y_test) = digits
     backbone = backbone_with_batchnorm()
     start = snapshot(leaf_layers(backbone))
-    model, histories = kt.fine_tune(backbone, keras.layers.Dense(10), (x, y), head_epochs=3,
-                                    fine_tune_epochs=0, verbose=0)
+    model, histories = kt.fine_tune(
+        backbone, keras.layers.Dense(10), (x, y), head_epochs=3, fine_tune_epochs=0, verbose=0
+    )
     assert changed(start, leaf_layers(backbone)) == set()
     assert len(histories["head"].history["loss"]) == 3
-    model, histories = kt.fine_tune(backbone, keras.layers.Dense(10), (x, y), head_epochs=2,
-                                    fine_tune_epochs=4, learning_rate=3e-3, fine_tune_learning_rate=3e-3,
-                                    verbose=0)
+    model, histories = kt.fine_tune(
+        backbone,
+        keras.layers.Dense(10),
+        (x, y),
+        head_epochs=2,
+        fine_tune_epochs=4,
+        learning_rate=3e-3,
+        fine_tune_learning_rate=3e-3,
+        verbose=0,
+    )
     assert histories["fine_tune"].epoch == [2, 3, 4, 5]
-    assert changed(start, leaf_layers(backbone)) == {"conv1", "conv2", "fc"}  # BatchNorm stays frozen
+    assert changed(start, leaf_layers(backbone)) == {
+        "conv1",
+        "conv2",
+        "fc",
+    }  # BatchNorm stays frozen
     assert histories["fine_tune"].history["loss"][-1] < histories["head"].history["loss"][0]
-    assert model.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"] > 0.2  # chance is 0.1
+    assert (
+        model.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"] > 0.2
+    )  # chance is 0.1
     with pytest.raises(ValueError, match="unfreeze_top=50 exceeds"):
         kt.fine_tune(backbone, keras.layers.Dense(10), (x, y), unfreeze_top=50)

@@ -9,11 +9,13 @@ from keras_transfer import HubLayer
 
 
 class HubStyleModule(tf.Module):
-    """A TF2 SavedModel in the TF-Hub reusable style: `__call__(x, training)` and its own variables."""
+    """A TF2 SavedModel in TF-Hub's reusable style: `__call__(x, training)`, its own variables."""
 
     def __init__(self):
         super().__init__()
-        self.kernel = tf.Variable(tf.random.stateless_normal([64, 16], seed=[1, 2]) * 0.2, name="dense/kernel")
+        self.kernel = tf.Variable(
+            tf.random.stateless_normal([64, 16], seed=[1, 2]) * 0.2, name="dense/kernel"
+        )
         self.bias = tf.Variable(tf.zeros([16]), name="dense/bias")
         self.moving_mean = tf.Variable(tf.zeros([64]), trainable=False, name="norm/moving_mean")
 
@@ -29,7 +31,9 @@ class HubStyleModule(tf.Module):
 def hub_module(tmp_path_factory):
     module = HubStyleModule()
     for training in (True, False):
-        module.__call__.get_concrete_function(tf.TensorSpec([None, 8, 8, 1], tf.float32), training=training)
+        module.__call__.get_concrete_function(
+            tf.TensorSpec([None, 8, 8, 1], tf.float32), training=training
+        )
     path = str(tmp_path_factory.mktemp("hub") / "module")
     tf.saved_model.save(module, path)
     return path
@@ -37,14 +41,17 @@ def hub_module(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def keras_export(tmp_path_factory):
-    """A Keras 3 feature extractor saved with model.export(): a `serve` endpoint, no training arg."""
+    """A Keras 3 feature extractor saved by model.export(): a `serve` endpoint, no training arg."""
     keras.utils.set_random_seed(3)
-    model = keras.Sequential([
-        keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(4, 3, name="conv"),
-        keras.layers.BatchNormalization(name="bn"),
-        keras.layers.GlobalAveragePooling2D(name="pool"),
-    ], name="features")
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, name="conv"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.GlobalAveragePooling2D(name="pool"),
+        ],
+        name="features",
+    )
     path = str(tmp_path_factory.mktemp("export") / "features")
     model.export(path, verbose=False)
     return model, path
@@ -54,7 +61,9 @@ def classifier_on(layer, classes=10):
     inputs = keras.Input((8, 8, 1))
     outputs = keras.layers.Dense(classes, name="head")(layer(inputs))
     model = keras.Model(inputs, outputs)
-    model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     return model
 
 
@@ -75,13 +84,22 @@ def test_trainable_module_trains_its_own_variables_and_only_the_intended_ones(hu
     mean_before = layer._module.moving_mean.numpy().copy()
     outputs_before = layer(x_train[:32]).numpy()
     with tf.GradientTape() as tape:
-        loss = model.compute_loss(x=x_train[:64], y=y_train[:64], y_pred=model(x_train[:64], training=True))
+        loss = model.compute_loss(
+            x=x_train[:64], y=y_train[:64], y_pred=model(x_train[:64], training=True)
+        )
     grads = tape.gradient(loss, model.trainable_variables)
-    assert {v.path.split("/")[-1] for v in model.trainable_variables} == {"dense_kernel", "dense_bias", "kernel", "bias"}
+    assert {v.path.split("/")[-1] for v in model.trainable_variables} == {
+        "dense_kernel",
+        "dense_bias",
+        "kernel",
+        "bias",
+    }
     assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
     history = model.fit(x_train, y_train, epochs=5, batch_size=64, verbose=0)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
-    assert np.abs(layer._module.kernel.numpy() - kernel_before).max() > 1e-3, "the module's own kernel trained"
+    assert np.abs(layer._module.kernel.numpy() - kernel_before).max() > 1e-3, (
+        "the module's own kernel trained"
+    )
     assert np.abs(layer(x_train[:32]).numpy() - outputs_before).max() > 1e-3
     # Inference mode by default: the module's moving statistics did not move.
     np.testing.assert_array_equal(layer._module.moving_mean.numpy(), mean_before)
@@ -117,10 +135,13 @@ def test_keras_round_trip_keeps_the_trained_module_weights(hub_module, digits, t
     with pytest.raises(ValueError, match="safe_mode=False"):
         keras.saving.load_model(path)
     restored = keras.saving.load_model(path, safe_mode=False)
-    np.testing.assert_allclose(restored.predict(x_test, verbose=0), model.predict(x_test, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        restored.predict(x_test, verbose=0), model.predict(x_test, verbose=0), atol=1e-6
+    )
     fresh = HubLayer(hub_module)
-    assert np.abs(fresh(x_test).numpy() - restored.layers[1](x_test).numpy()).max() > 1e-3, \
+    assert np.abs(fresh(x_test).numpy() - restored.layers[1](x_test).numpy()).max() > 1e-3, (
         "the .keras file holds the trained weights, not the module's originals"
+    )
     assert restored.layers[1].get_config()["handle"] == hub_module
 
 
@@ -132,7 +153,11 @@ def test_trainable_keras_export_fine_tunes_inside_fit(keras_export, digits):
     conv_before = model.get_layer("conv").kernel.numpy()
     history = classifier.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
-    trained_conv = [w for w in layer.weights if w.name.endswith("conv2d_kernel") or w.name.endswith("conv_kernel")]
+    trained_conv = [
+        w
+        for w in layer.weights
+        if w.name.endswith("conv2d_kernel") or w.name.endswith("conv_kernel")
+    ]
     assert trained_conv and np.abs(trained_conv[0].numpy() - conv_before).max() > 1e-4
 
 

@@ -14,15 +14,27 @@ def digit_tasks():
     """'low' classifies digits 0-4, 'high' digits 5-9 (as 0-4): two datasets, two label sets."""
     (x, y), _ = kt.load_digits()
     low, high = y < 5, y >= 5
-    return {"low": (x[low], y[low].astype("int32")), "high": (x[high], (y[high] - 5).astype("int32"))}
+    return {
+        "low": (x[low], y[low].astype("int32")),
+        "high": (x[high], (y[high] - 5).astype("int32")),
+    }
 
 
 def make_model(seed=0, loss_weights=None):
     keras.utils.set_random_seed(seed)
-    backbone = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
-                                 keras.layers.Flatten(), keras.layers.Dense(32, activation="relu")], name="backbone")
-    heads = {name: keras.Sequential([keras.Input((32,)), keras.layers.Dense(5)], name=f"{name}_head")
-             for name in ("low", "high")}
+    backbone = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+        ],
+        name="backbone",
+    )
+    heads = {
+        name: keras.Sequential([keras.Input((32,)), keras.layers.Dense(5)], name=f"{name}_head")
+        for name in ("low", "high")
+    }
     return MultiTaskModel(backbone, heads, loss_weights=loss_weights)
 
 
@@ -35,7 +47,10 @@ def one_task_batch(tasks, task, size=16):
 
 def test_round_robin_batches_alternate_tasks_and_cover_each_once(digit_tasks):
     batches = list(task_batches(digit_tasks, batch_size=32, seed=0))
-    present = [[name for name, mask in masks.items() if float(mask.numpy().max()) == 1.0] for _, _, masks in batches]
+    present = [
+        [name for name, mask in masks.items() if float(mask.numpy().max()) == 1.0]
+        for _, _, masks in batches
+    ]
     assert all(len(p) == 1 for p in present)
     order = [p[0] for p in present]
     n_low, n_high = (len(digit_tasks[t][0]) // 32 for t in ("low", "high"))
@@ -48,7 +63,10 @@ def test_round_robin_batches_alternate_tasks_and_cover_each_once(digit_tasks):
 
 def test_proportional_sampling_follows_task_sizes(digit_tasks):
     x, y = digit_tasks["low"]
-    tasks = {"big": (np.resize(x, (6400,) + x.shape[1:]), np.resize(y, 6400)), "small": (x[:640], y[:640])}
+    tasks = {
+        "big": (np.resize(x, (6400,) + x.shape[1:]), np.resize(y, 6400)),
+        "small": (x[:640], y[:640]),
+    }
     batches = task_batches(tasks, batch_size=32, sampling="proportional", seed=0)
     counts = {"big": 0, "small": 0}
     for _, _, masks in batches:
@@ -58,7 +76,10 @@ def test_proportional_sampling_follows_task_sizes(digit_tasks):
 
 
 def task_order(batches):
-    return [next(name for name, mask in masks.items() if float(mask[0]) == 1.0) for _, _, masks in batches]
+    return [
+        next(name for name, mask in masks.items() if float(mask[0]) == 1.0)
+        for _, _, masks in batches
+    ]
 
 
 def test_proportional_task_order_changes_each_epoch_and_repeats_with_the_seed(digit_tasks):
@@ -76,7 +97,9 @@ def test_a_task_absent_from_the_batch_gets_no_loss_and_no_gradient(digit_tasks):
     model(x)
     before = {v.path: np.array(v.numpy()) for v in model.trainable_variables}
     logs = model.train_on_batch(x, labels, sample_weight=masks, return_dict=True)
-    changed = {v.path for v in model.trainable_variables if not np.array_equal(before[v.path], v.numpy())}
+    changed = {
+        v.path for v in model.trainable_variables if not np.array_equal(before[v.path], v.numpy())
+    }
     assert logs["high_loss"] == 0.0 and logs["low_loss"] > 0.0
     assert any(path.startswith("low_head") for path in changed)
     assert any(path.startswith("backbone") for path in changed)
@@ -90,10 +113,14 @@ def test_logged_loss_is_each_tasks_mean_over_its_labelled_samples(digit_tasks):
     x_low, y_low = digit_tasks["low"][0][:10], digit_tasks["low"][1][:10]
     x_high, y_high = digit_tasks["high"][0][:6], digit_tasks["high"][1][:6]
     x = np.concatenate([x_low, x_high])
-    labels = {"low": np.concatenate([y_low, np.zeros(6, "int32")]),
-              "high": np.concatenate([np.zeros(10, "int32"), y_high])}
-    masks = {"low": np.r_[np.ones(10), np.zeros(6)].astype("float32"),
-             "high": np.r_[np.zeros(10), np.ones(6)].astype("float32")}
+    labels = {
+        "low": np.concatenate([y_low, np.zeros(6, "int32")]),
+        "high": np.concatenate([np.zeros(10, "int32"), y_high]),
+    }
+    masks = {
+        "low": np.r_[np.ones(10), np.zeros(6)].astype("float32"),
+        "high": np.r_[np.zeros(10), np.ones(6)].astype("float32"),
+    }
     outputs = model.predict(x, verbose=0)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     expected_low = float(ce(y_low, outputs["low"][:10]))
@@ -107,7 +134,9 @@ def test_logged_loss_is_each_tasks_mean_over_its_labelled_samples(digit_tasks):
 def test_both_tasks_learn_on_real_digits_with_per_task_metrics(digit_tasks):
     model = make_model()
     model.compile(keras.optimizers.Adam(3e-3), metrics=["accuracy"])
-    history = model.fit(task_batches(digit_tasks, batch_size=32, seed=0), epochs=6, verbose=0).history
+    history = model.fit(
+        task_batches(digit_tasks, batch_size=32, seed=0), epochs=6, verbose=0
+    ).history
     assert history["low_loss"][-1] < 0.5 * history["low_loss"][0]
     assert history["high_loss"][-1] < 0.5 * history["high_loss"][0]
     for task in ("low", "high"):
@@ -129,25 +158,45 @@ def test_save_load_and_head_model_predict_alike(digit_tasks, tmp_path):
     for task in ("low", "high"):
         np.testing.assert_allclose(after[task], before[task], atol=1e-6)
     batch = one_task_batch(digit_tasks, "high")
-    assert loaded.test_on_batch(*batch[:2], sample_weight=batch[2], return_dict=True)["high_accuracy"] == pytest.approx(
-        model.test_on_batch(*batch[:2], sample_weight=batch[2], return_dict=True)["high_accuracy"])
+    assert loaded.test_on_batch(*batch[:2], sample_weight=batch[2], return_dict=True)[
+        "high_accuracy"
+    ] == pytest.approx(
+        model.test_on_batch(*batch[:2], sample_weight=batch[2], return_dict=True)["high_accuracy"]
+    )
     head = loaded.head_model("high")
     np.testing.assert_allclose(head.predict(x, verbose=0), after["high"], atol=1e-6)
     head.save(tmp_path / "high.keras")
-    np.testing.assert_allclose(keras.models.load_model(tmp_path / "high.keras").predict(x, verbose=0), after["high"],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        keras.models.load_model(tmp_path / "high.keras").predict(x, verbose=0),
+        after["high"],
+        atol=1e-6,
+    )
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda t: task_batches({}, 32), "non-empty dict"),
-    (lambda t: task_batches(t, 32, sampling="random"), "sampling"),
-    (lambda t: task_batches({"a": t["low"], "b": (t["high"][0][:, :4], t["high"][1])}, 32), "one input shape"),
-    (lambda t: task_batches({"a": (t["low"][0], t["low"][1][:-1])}, 32), "one label per input"),
-    (lambda t: task_batches({"a": (t["low"][0][:8], t["low"][1][:8])}, 32), "fewer than batch_size"),
-    (lambda t: MultiTaskModel(make_model().backbone, {}), "non-empty dict"),
-    (lambda t: MultiTaskModel(make_model().backbone, make_model().heads, loss_weights={"mid": 1.0}), "'mid'"),
-    (lambda t: make_model().compile("adam", loss={"mid": "mse"}), "'mid'"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda t: task_batches({}, 32), "non-empty dict"),
+        (lambda t: task_batches(t, 32, sampling="random"), "sampling"),
+        (
+            lambda t: task_batches({"a": t["low"], "b": (t["high"][0][:, :4], t["high"][1])}, 32),
+            "one input shape",
+        ),
+        (lambda t: task_batches({"a": (t["low"][0], t["low"][1][:-1])}, 32), "one label per input"),
+        (
+            lambda t: task_batches({"a": (t["low"][0][:8], t["low"][1][:8])}, 32),
+            "fewer than batch_size",
+        ),
+        (lambda t: MultiTaskModel(make_model().backbone, {}), "non-empty dict"),
+        (
+            lambda t: MultiTaskModel(
+                make_model().backbone, make_model().heads, loss_weights={"mid": 1.0}
+            ),
+            "'mid'",
+        ),
+        (lambda t: make_model().compile("adam", loss={"mid": "mse"}), "'mid'"),
+    ],
+)
 def test_bad_input_is_named(digit_tasks, call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call(digit_tasks)

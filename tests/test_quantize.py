@@ -67,7 +67,9 @@ def test_sequential_model_rebuilds_exactly(digits):
             keras.layers.Conv2D(8, 3, activation="relu"),
             keras.layers.MaxPooling2D(),
             keras.layers.Flatten(),
-            keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-3)),
+            keras.layers.Dense(
+                16, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-3)
+            ),
             keras.layers.Dense(10),
         ]
     )
@@ -132,7 +134,9 @@ def test_quantize_aware_trains_and_leaves_the_environment_alone(trained_qat):
     assert any(type(layer).__name__ == "QuantizeWrapperV2" for layer in qat.layers)
 
 
-def test_quantize_aware_model_exports_to_integer_tflite(trained_qat, trained_digits_model, digits, tmp_path):
+def test_quantize_aware_model_exports_to_integer_tflite(
+    trained_qat, trained_digits_model, digits, tmp_path
+):
     qat, _ = trained_qat
     _, (x_test, y_test) = digits
     report = export_tflite(qat, tmp_path / "qat.tflite", quantization="int8")
@@ -155,7 +159,9 @@ def test_quantize_aware_model_exports_only_as_int8(trained_qat, tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_quantize_aware_student_learns_from_cached_teacher_logits(trained_digits_model, digits, tmp_path):
+def test_quantize_aware_student_learns_from_cached_teacher_logits(
+    trained_digits_model, digits, tmp_path
+):
     """distill_quantize_aware: the teacher runs once, its logits travel beside the labels."""
     import tf_keras
 
@@ -163,9 +169,19 @@ def test_quantize_aware_student_learns_from_cached_teacher_logits(trained_digits
 
     (x_train, y_train), (x_test, y_test) = digits
     keras.utils.set_random_seed(0)
-    qat = kt.distill_quantize_aware(trained_digits_model, small_student((8, 8, 1), 10), x_train, y_train,
-                                    temperature=2.0, alpha=0.1, optimizer=tf_keras.optimizers.Adam(1e-2),
-                                    epochs=15, batch_size=64, validation_data=(x_test, y_test), verbose=0)
+    qat = kt.distill_quantize_aware(
+        trained_digits_model,
+        small_student((8, 8, 1), 10),
+        x_train,
+        y_train,
+        temperature=2.0,
+        alpha=0.1,
+        optimizer=tf_keras.optimizers.Adam(1e-2),
+        epochs=15,
+        batch_size=64,
+        validation_data=(x_test, y_test),
+        verbose=0,
+    )
     logs = qat.history.history
     assert logs["loss"][-1] < 0.3 * logs["loss"][0], logs["loss"]
     assert logs["val_label_accuracy"][-1] > 0.8
@@ -181,8 +197,16 @@ def test_quantize_aware_distillation_without_labels(trained_digits_model, digits
 
     (x_train, _), (x_test, y_test) = digits
     keras.utils.set_random_seed(0)
-    qat = kt.distill_quantize_aware(trained_digits_model, small_student((8, 8, 1), 10), x_train, alpha=0.0,
-                                    optimizer=tf_keras.optimizers.Adam(1e-2), epochs=10, batch_size=64, verbose=0)
+    qat = kt.distill_quantize_aware(
+        trained_digits_model,
+        small_student((8, 8, 1), 10),
+        x_train,
+        alpha=0.0,
+        optimizer=tf_keras.optimizers.Adam(1e-2),
+        epochs=10,
+        batch_size=64,
+        verbose=0,
+    )
     assert qat.history.history["loss"][-1] < 0.3 * qat.history.history["loss"][0]
     assert np.mean(qat.predict(x_test, verbose=0).argmax(-1) == y_test) > 0.8
 
@@ -198,7 +222,9 @@ def test_quantize_aware_objective_equals_the_distillers_loss(trained_digits_mode
     x, y = x_train[:200], y_train[:200]
     keras.utils.set_random_seed(1)
     student = small_student((8, 8, 1), 10)
-    distiller = kt.Distiller(trained_digits_model, student, temperature=3.0, alpha=0.4, distillation_loss=loss)
+    distiller = kt.Distiller(
+        trained_digits_model, student, temperature=3.0, alpha=0.4, distillation_loss=loss
+    )
     distiller.compile("sgd")
     expected = distiller.evaluate(x, y, batch_size=200, verbose=0, return_dict=True)["loss"]
     packed = pack_targets(y, trained_digits_model.predict(x, verbose=0))
@@ -207,23 +233,39 @@ def test_quantize_aware_objective_equals_the_distillers_loss(trained_digits_mode
     assert got == pytest.approx(expected, rel=1e-5)
 
 
-def test_calibration_starts_activation_ranges_at_the_float_model_ranges(trained_digits_model, digits):
+def test_calibration_starts_activation_ranges_at_the_float_model_ranges(
+    trained_digits_model, digits
+):
     (x_train, _), _ = digits
     qat = quantize_aware(trained_digits_model, calibration_data=x_train[:300])
     logits = trained_digits_model.predict(x_train[:300], verbose=0)
-    ranges = {v.name.split(":")[0]: float(v.numpy()) for v in qat.non_trainable_weights
-              if v.name.split(":")[0].endswith(("activation_min", "activation_max", "layer_min", "layer_max"))}
+    ranges = {
+        v.name.split(":")[0]: float(v.numpy())
+        for v in qat.non_trainable_weights
+        if v.name.split(":")[0].endswith(
+            ("activation_min", "activation_max", "layer_min", "layer_max")
+        )
+    }
     head = [name for name in ranges if name.endswith("post_activation_max")][-1]
     assert ranges[head] == pytest.approx(max(float(logits.max()), 0.0), rel=1e-4)
     (input_quantizer,) = [layer for layer in qat.layers if type(layer).__name__ == "QuantizeLayer"]
-    input_range = {v.name.split(":")[0].rsplit("_", 1)[-1]: float(v.numpy()) for v in input_quantizer.weights
-                   if v.name.split(":")[0].endswith(("_min", "_max"))}  # names get _1, _2 suffixes
+    input_range = {
+        v.name.split(":")[0].rsplit("_", 1)[-1]: float(v.numpy())
+        for v in input_quantizer.weights
+        if v.name.split(":")[0].endswith(("_min", "_max"))
+    }  # names get _1, _2 suffixes
     assert input_range == pytest.approx({"min": 0.0, "max": float(x_train[:300].max())})
     untouched = quantize_aware(trained_digits_model)
-    assert {float(v.numpy()) for v in untouched.non_trainable_weights if v.name.endswith("post_activation_max:0")} == {6.0}
+    assert {
+        float(v.numpy())
+        for v in untouched.non_trainable_weights
+        if v.name.endswith("post_activation_max:0")
+    } == {6.0}
 
 
-def test_calibrated_qat_follows_the_float_model_closer_after_a_short_fit(trained_digits_model, digits, tmp_path):
+def test_calibrated_qat_follows_the_float_model_closer_after_a_short_fit(
+    trained_digits_model, digits, tmp_path
+):
     """tfmot's [-6, 6] starting range clips logits; a short QAT fit cannot move it far."""
     import tf_keras
 
@@ -232,8 +274,10 @@ def test_calibrated_qat_follows_the_float_model_closer_after_a_short_fit(trained
     for name, calibration in (("default", None), ("calibrated", x_train[:500])):
         keras.utils.set_random_seed(0)
         qat = quantize_aware(trained_digits_model, calibration_data=calibration)
-        qat.compile(tf_keras.optimizers.Adam(1e-4),
-                    tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        qat.compile(
+            tf_keras.optimizers.Adam(1e-4),
+            tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         qat.fit(x_train, y_train, epochs=2, batch_size=64, verbose=0)
         report = export_tflite(qat, tmp_path / f"{name}.tflite", quantization="int8")
         diffs[name] = compare(report.path, trained_digits_model, (x_test, y_test)).max_abs_diff

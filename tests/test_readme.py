@@ -27,7 +27,9 @@ def python_examples():
 
 
 def known_names(tree):
-    """Names the example binds to keras_transfer objects: `import keras_transfer as kt`, `from … import`."""
+    """Names the example binds to keras_transfer objects: `import keras_transfer as kt`, `from …
+    import`.
+    """
     names = {"kt": keras_transfer}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("keras_transfer"):
@@ -62,7 +64,7 @@ def resolve(expression, names, instances):
     for attribute in chain:
         if not hasattr(target, attribute):
             if expression.id in instances:
-                return None, "", None   # set in __init__: exists only on the instance
+                return None, "", None  # set in __init__: exists only on the instance
             raise AssertionError(f"README calls {spelled}: {attribute!r} does not exist")
         target = getattr(target, attribute)
     if expression.id in instances:
@@ -79,13 +81,19 @@ def passed_through(bound):
 
 
 def keywords_up_the_mro(cls, method):
-    """Every keyword that `method` names in `cls` or a base class (Keras layers take name, dtype, ...)."""
+    """Every keyword that `method` names in `cls` or a base class (Keras layers take name, dtype,
+    ...).
+    """
     named = set()
     for base in cls.__mro__:
         function = vars(base).get(method)
         if function is not None and callable(function):
-            named.update(name for name, parameter in inspect.signature(function).parameters.items()
-                         if parameter.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+            named.update(
+                name
+                for name, parameter in inspect.signature(function).parameters.items()
+                if parameter.kind
+                in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            )
     return named
 
 
@@ -100,19 +108,34 @@ def checked_calls(example):
             target, spelled, owner_class = resolve(node.func, names, instances)
             if target is None or not callable(target):
                 continue
-            if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+            if any(isinstance(a, ast.Starred) for a in node.args) or any(
+                k.arg is None for k in node.keywords
+            ):
                 continue
             try:
                 arguments = ([None] if owner_class else []) + node.args
-                bound = inspect.signature(target).bind(*arguments, **{k.arg: k.value for k in node.keywords})
+                bound = inspect.signature(target).bind(
+                    *arguments, **{k.arg: k.value for k in node.keywords}
+                )
             except TypeError as error:
-                raise AssertionError(f"README calls {spelled}({ast.unparse(node)[len(spelled) + 1:]}: {error}")
-            # A constructor's or method's **kwargs go up the MRO; a plain function's cannot be followed.
-            owner, method = (target, "__init__") if inspect.isclass(target) else (owner_class, spelled.rsplit(".", 1)[-1])
-            unknown = set(passed_through(bound)) - keywords_up_the_mro(owner, method) if owner else ()
+                raise AssertionError(
+                    f"README calls {spelled}({ast.unparse(node)[len(spelled) + 1 :]}: {error}"
+                )
+            # A constructor's or method's **kwargs go up the MRO; a plain function's cannot be
+            # followed.
+            owner, method = (
+                (target, "__init__")
+                if inspect.isclass(target)
+                else (owner_class, spelled.rsplit(".", 1)[-1])
+            )
+            unknown = (
+                set(passed_through(bound)) - keywords_up_the_mro(owner, method) if owner else ()
+            )
             if unknown:
-                raise AssertionError(f"README calls {spelled} with {sorted(unknown)}, which no {method} of its "
-                                     f"classes names")
+                raise AssertionError(
+                    f"README calls {spelled} with {sorted(unknown)}, which no {method} of its "
+                    f"classes names"
+                )
             count += 1
         if isinstance(statement, ast.Assign):
             call = statement.value if isinstance(statement.value, ast.Call) else None
@@ -128,7 +151,9 @@ def checked_calls(example):
 @pytest.mark.parametrize("index", range(len(python_examples())))
 def test_readme_example_calls_bind_to_the_library(index):
     example = python_examples()[index]
-    assert checked_calls(example) > 0, f"README example {index} calls nothing in keras_transfer:\n{example[:200]}"
+    assert checked_calls(example) > 0, (
+        f"README example {index} calls nothing in keras_transfer:\n{example[:200]}"
+    )
 
 
 def test_a_wrong_keyword_in_an_example_is_caught():

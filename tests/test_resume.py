@@ -1,4 +1,5 @@
-"""Fault tolerance: a training process killed mid-epoch resumes with BackupAndRestore and ends where an
+"""Fault tolerance: a training process killed mid-epoch resumes with BackupAndRestore and ends where
+an
 uninterrupted run ends (deterministic ops, fixed batch order)."""
 
 import os
@@ -14,8 +15,13 @@ SCRIPT = os.path.join(REPO, "tests", "resume_training.py")
 
 def train(folder, *extra):
     env = {**os.environ, "PYTHONPATH": REPO, "KERAS_BACKEND": "tensorflow"}
-    return subprocess.run([sys.executable, SCRIPT, str(folder), *extra], env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, SCRIPT, str(folder), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def weights(folder):
@@ -36,7 +42,9 @@ def test_killed_mid_epoch_then_resumed_ends_with_the_uninterrupted_weights(tmp_p
     assert (interrupted / "backup").is_dir(), "BackupAndRestore wrote no backup before the kill"
     resumed = train(interrupted)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "epochs run: 2 3" in resumed.stdout, "it must resume at the interrupted epoch, not start over"
+    assert "epochs run: 2 3" in resumed.stdout, (
+        "it must resume at the interrupted epoch, not start over"
+    )
     expected, got = weights(straight), weights(interrupted)
     assert len(expected) == len(got)
     for a, b in zip(expected, got):

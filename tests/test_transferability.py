@@ -1,4 +1,4 @@
-"""LogME against a direct numpy reference; LEEP against its definition; both rank features sensibly."""
+"""LogME against a numpy reference; LEEP against its definition; both rank features sensibly."""
 
 import numpy as np
 import pytest
@@ -21,8 +21,14 @@ def reference_logme(f, labels, iterations=200):
             alpha, beta = gamma / (m @ m), (n - gamma) / np.sum((f @ m - y) ** 2)
         a = alpha * np.eye(d) + beta * f.T @ f
         m = beta * np.linalg.solve(a, f.T @ y)
-        evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - alpha / 2 * m @ m
-                    - beta / 2 * np.sum((f @ m - y) ** 2) - 0.5 * np.linalg.slogdet(a)[1] - n / 2 * np.log(2 * np.pi))
+        evidence = (
+            d / 2 * np.log(alpha)
+            + n / 2 * np.log(beta)
+            - alpha / 2 * m @ m
+            - beta / 2 * np.sum((f @ m - y) ** 2)
+            - 0.5 * np.linalg.slogdet(a)[1]
+            - n / 2 * np.log(2 * np.pi)
+        )
         values.append(evidence / n)
     return float(np.mean(values))
 
@@ -34,7 +40,9 @@ def test_logme_matches_the_explicit_reference(rng, rank_deficient):
     f = rng.normal(size=(n, d)) + 0.8 * np.eye(3)[labels] @ rng.normal(size=(3, d))
     if rank_deficient:
         f = np.concatenate([f, f[:, :1]], axis=1)
-    assert logme(f, labels, max_iterations=200, tolerance=1e-12) == pytest.approx(reference_logme(f, labels), rel=1e-6)
+    assert logme(f, labels, max_iterations=200, tolerance=1e-12) == pytest.approx(
+        reference_logme(f, labels), rel=1e-6
+    )
 
 
 def test_logme_prefers_features_that_carry_the_labels(rng, digits):
@@ -50,7 +58,12 @@ def test_leep_matches_its_definition(rng):
     for row, label in zip(theta, labels):
         joint[label] += row / 50
     conditional = joint / joint.sum(axis=0)
-    want = np.mean([np.log(sum(conditional[label, z] * row[z] for z in range(4))) for row, label in zip(theta, labels)])
+    want = np.mean(
+        [
+            np.log(sum(conditional[label, z] * row[z] for z in range(4)))
+            for row, label in zip(theta, labels)
+        ]
+    )
     assert leep(theta, labels) == pytest.approx(want, rel=1e-10)
 
 

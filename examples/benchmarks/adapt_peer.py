@@ -42,18 +42,33 @@ class EpochSeconds(tf.keras.callbacks.Callback):
 
 
 def networks(weights):
-    encoder = tf.keras.Sequential([
-        layers.InputLayer(input_shape=(28, 28, 1)),
-        layers.Conv2D(20, 5, activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(50, 5, activation="relu"), layers.MaxPooling2D(2),
-        layers.Flatten(), layers.Dense(500, activation="relu"),
-    ])
-    task = tf.keras.Sequential([layers.InputLayer(input_shape=(500,)), layers.Dense(10, activation="softmax")])
-    discriminator = tf.keras.Sequential([
-        layers.InputLayer(input_shape=(500,)), layers.Dense(500, activation="relu"),
-        layers.Dense(500, activation="relu"), layers.Dense(1, activation="sigmoid"),
-    ])
-    for name, model in (("features", encoder), ("classifier", task), ("discriminator", discriminator)):
+    encoder = tf.keras.Sequential(
+        [
+            layers.InputLayer(input_shape=(28, 28, 1)),
+            layers.Conv2D(20, 5, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(50, 5, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(500, activation="relu"),
+        ]
+    )
+    task = tf.keras.Sequential(
+        [layers.InputLayer(input_shape=(500,)), layers.Dense(10, activation="softmax")]
+    )
+    discriminator = tf.keras.Sequential(
+        [
+            layers.InputLayer(input_shape=(500,)),
+            layers.Dense(500, activation="relu"),
+            layers.Dense(500, activation="relu"),
+            layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    for name, model in (
+        ("features", encoder),
+        ("classifier", task),
+        ("discriminator", discriminator),
+    ):
         model.set_weights([weights[f"{name}_{i}"] for i in range(len(model.get_weights()))])
     return encoder, task, discriminator
 
@@ -62,18 +77,34 @@ def run(method, lambda_max, data, settings):
     tf.keras.utils.set_random_seed(settings["seed"])
     encoder, task, discriminator = networks(data)
     lambda_ = tf.Variable(0.0, trainable=False)
-    common = dict(encoder=encoder, task=task, Xt=data["x_target"], lambda_=lambda_, random_state=settings["seed"],
-                  optimizer=tf.keras.optimizers.Adam(settings["learning_rate"]), loss="categorical_crossentropy",
-                  metrics=["acc"], verbose=0)
+    common = dict(
+        encoder=encoder,
+        task=task,
+        Xt=data["x_target"],
+        lambda_=lambda_,
+        random_state=settings["seed"],
+        optimizer=tf.keras.optimizers.Adam(settings["learning_rate"]),
+        loss="categorical_crossentropy",
+        metrics=["acc"],
+        verbose=0,
+    )
     model = DANN(discriminator=discriminator, **common) if method == "DANN" else DeepCORAL(**common)
     steps = -(-max(len(data["x_source"]), len(data["x_target"])) // settings["batch_size"])
     timer = EpochSeconds()
     ramp = UpdateLambda(lambda_max=lambda_max, max_steps=settings["epochs"] * steps, gamma=10.0)
-    model.fit(data["x_source"], np.eye(10, dtype="float32")[data["y_source"]], epochs=settings["epochs"],
-              batch_size=settings["batch_size"], callbacks=[timer, ramp], verbose=0)
+    model.fit(
+        data["x_source"],
+        np.eye(10, dtype="float32")[data["y_source"]],
+        epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+        callbacks=[timer, ramp],
+        verbose=0,
+    )
     embed = lambda x: model.encoder_.predict(x, batch_size=1000, verbose=0)  # noqa: E731
     return {
-        "test_predictions": np.argmax(model.predict(data["x_test"], batch_size=1000, verbose=0), -1),
+        "test_predictions": np.argmax(
+            model.predict(data["x_test"], batch_size=1000, verbose=0), -1
+        ),
         "validation_probabilities": model.predict(data["x_validation"], batch_size=1000, verbose=0),
         "validation_features": embed(data["x_validation"]),
         "source_features": embed(data["x_source"][:1000]),
@@ -86,7 +117,9 @@ def main(input_path, output_path):
     data = dict(np.load(input_path))
     settings = json.loads(str(data.pop("settings")))
     results = {}
-    runs = [("DANN", value) for value in settings["lambda_grid"]] + [("DeepCORAL", settings["coral_weight"])]
+    runs = [("DANN", value) for value in settings["lambda_grid"]] + [
+        ("DeepCORAL", settings["coral_weight"])
+    ]
     for method, value in runs:
         for key, array in run(method, value, data, settings).items():
             results[f"{method}|{value}|{key}"] = array

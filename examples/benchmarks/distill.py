@@ -37,18 +37,27 @@ import tempfile  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from fashion_common import StepTimer  # noqa: E402
+from fashion_common import fashion_subset  # noqa: E402
+from fashion_common import fashion_unlabelled_pool  # noqa: E402
+from fashion_common import legacy_step_timer  # noqa: E402
+from fashion_common import mean_std  # noqa: E402
+from fashion_common import print_table  # noqa: E402
+from fashion_common import sparse_ce  # noqa: E402
+from fashion_common import student_cnn  # noqa: E402
+from fashion_common import teacher_cnn  # noqa: E402
+from fashion_common import write_json  # noqa: E402
 
 import keras_transfer as kt  # noqa: E402
-from fashion_common import StepTimer, fashion_subset, fashion_unlabelled_pool, legacy_step_timer  # noqa: E402
-from fashion_common import mean_std, print_table  # noqa: E402
-from fashion_common import sparse_ce, student_cnn, teacher_cnn, write_json  # noqa: E402
 from keras_transfer.datasets import uneven_light  # noqa: E402
 
 TEMPERATURE, ALPHA, BATCH, LEARNING_RATE = 4.0, 0.1, 128, 1e-3
 QAT_EPOCHS, QAT_LEARNING_RATE = 2, 1e-4
 ONE_DEVICE = {  # strategy row -> the single-device row it must reproduce
     "student, kl, MirroredStrategy 2 CPUs (keras-transfer)": "student, kl (keras-transfer)",
-    "student, kl, MirroredStrategy 2 CPUs (keras.distillation)": "student, kl (keras.distillation, KLDivergence())",
+    "student, kl, MirroredStrategy 2 CPUs (keras.distillation)": (
+        "student, kl (keras.distillation, KLDivergence())"
+    ),
 }
 
 
@@ -57,8 +66,14 @@ def keras_kl():
 
 
 def ours(teacher, student, loss="kl", cache=False, alpha=ALPHA):
-    distiller = kt.Distiller(teacher, student, temperature=TEMPERATURE, alpha=alpha,
-                             distillation_loss=loss, cache_teacher=cache)
+    distiller = kt.Distiller(
+        teacher,
+        student,
+        temperature=TEMPERATURE,
+        alpha=alpha,
+        distillation_loss=loss,
+        cache_teacher=cache,
+    )
     distiller.compile(keras.optimizers.Adam(LEARNING_RATE))
     return distiller
 
@@ -89,7 +104,9 @@ class Run:
     def fit(self, model, x, y=None, epochs=None, timer=None):
         timer = timer or StepTimer()
         keras.utils.set_random_seed(100 + self.seed)  # the same shuffling in every row
-        model.fit(x, y, epochs=epochs or self.epochs, batch_size=BATCH, verbose=0, callbacks=[timer])
+        model.fit(
+            x, y, epochs=epochs or self.epochs, batch_size=BATCH, verbose=0, callbacks=[timer]
+        )
         return timer.epoch_seconds(self.steps)
 
     def distil(self, make, x=None, y="labels", strategy=None):
@@ -108,23 +125,33 @@ def keras_rows(run):
     return {
         "student, kl (keras-transfer)": lambda: run.distil(lambda t, s: ours(t, s, "kl")),
         "student, mse (keras-transfer)": lambda: run.distil(lambda t, s: ours(t, s, "mse")),
-        "student, kl, cached teacher (keras-transfer)": lambda: run.distil(lambda t, s: ours(t, s, cache=True)),
+        "student, kl, cached teacher (keras-transfer)": lambda: run.distil(
+            lambda t, s: ours(t, s, cache=True)
+        ),
         "student, kl (keras.distillation, KLDivergence())": lambda: run.distil(
-            lambda t, s: keras_distiller(t, s, keras_kl())),
+            lambda t, s: keras_distiller(t, s, keras_kl())
+        ),
         "student, keras.distillation default LogitsDistillation()": lambda: run.distil(
-            lambda t, s: keras_distiller(t, s, keras.distillation.LogitsDistillation(TEMPERATURE))),
+            lambda t, s: keras_distiller(t, s, keras.distillation.LogitsDistillation(TEMPERATURE))
+        ),
         "student, kl, SavedModel teacher (keras-transfer)": lambda: run.distil(
-            lambda t, s: ours(run.saved_model, s)),
+            lambda t, s: ours(run.saved_model, s)
+        ),
         "student, kl, SavedModel teacher via TFSMLayer (keras.distillation)": lambda: run.distil(
-            lambda t, s: keras_distiller(tfsm_teacher(run.saved_model), s, keras_kl())),
+            lambda t, s: keras_distiller(tfsm_teacher(run.saved_model), s, keras_kl())
+        ),
         "student, kl, unlabelled target images (keras-transfer)": lambda: run.distil(
-            lambda t, s: ours(t, s, alpha=0.0), x=run.target_x, y=None),
+            lambda t, s: ours(t, s, alpha=0.0), x=run.target_x, y=None
+        ),
         "student, kl, unlabelled target images (keras.distillation)": lambda: run.distil(
-            lambda t, s: keras_distiller(t, s, keras_kl(), alpha=0.0), x=run.target_x, y=None),
+            lambda t, s: keras_distiller(t, s, keras_kl(), alpha=0.0), x=run.target_x, y=None
+        ),
         "student, kl, MirroredStrategy 2 CPUs (keras-transfer)": lambda: run.distil(
-            lambda t, s: ours(t, s, "kl"), strategy=mirrored),
+            lambda t, s: ours(t, s, "kl"), strategy=mirrored
+        ),
         "student, kl, MirroredStrategy 2 CPUs (keras.distillation)": lambda: run.distil(
-            lambda t, s: keras_distiller(t, s, keras_kl()), strategy=mirrored),
+            lambda t, s: keras_distiller(t, s, keras_kl()), strategy=mirrored
+        ),
     }
 
 
@@ -132,19 +159,38 @@ def int8_rows(run, float_student):
     """The cached-teacher student as int8 files: post-training, and after distilled QAT."""
     import tf_keras
 
-    post_training = kt.export_tflite(float_student, os.path.join(run.folder, f"ptq_{run.seed}.tflite"),
-                                     quantization="int8", representative_data=run.x[:200])
+    post_training = kt.export_tflite(
+        float_student,
+        os.path.join(run.folder, f"ptq_{run.seed}.tflite"),
+        quantization="int8",
+        representative_data=run.x[:200],
+    )
     timer = legacy_step_timer()
     keras.utils.set_random_seed(100 + run.seed)
     qat = kt.distill_quantize_aware(
-        run.teacher, float_student, run.x, run.y, temperature=TEMPERATURE, alpha=ALPHA,
-        calibration_data=run.x[:500], optimizer=tf_keras.optimizers.Adam(QAT_LEARNING_RATE),
-        epochs=QAT_EPOCHS, batch_size=BATCH, verbose=0, callbacks=[timer])
-    qat_file = kt.export_tflite(qat, os.path.join(run.folder, f"qat_{run.seed}.tflite"), quantization="int8")
+        run.teacher,
+        float_student,
+        run.x,
+        run.y,
+        temperature=TEMPERATURE,
+        alpha=ALPHA,
+        calibration_data=run.x[:500],
+        optimizer=tf_keras.optimizers.Adam(QAT_LEARNING_RATE),
+        epochs=QAT_EPOCHS,
+        batch_size=BATCH,
+        verbose=0,
+        callbacks=[timer],
+    )
+    qat_file = kt.export_tflite(
+        qat, os.path.join(run.folder, f"qat_{run.seed}.tflite"), quantization="int8"
+    )
     return {
         "cached-teacher student, int8 post-training (.tflite)": (post_training.path, None),
-        f"cached-teacher student + {QAT_EPOCHS} epochs int8 QAT from cached teacher logits (.tflite)": (
-            qat_file.path, timer.epoch_seconds(run.steps)),
+        f"cached-teacher student + {QAT_EPOCHS} epochs int8 QAT from cached teacher logits "
+        "(.tflite)": (
+            qat_file.path,
+            timer.epoch_seconds(run.steps),
+        ),
     }
 
 
@@ -163,11 +209,16 @@ def run_seed(seed, data, target_x, shifted_test, epochs, folder):
         clean = predict_logits(model, x_test)
         shifted = predict_logits(model, shifted_test)
         logits[name] = clean
-        results[name] = {"accuracy": float(np.mean(clean.argmax(-1) == y_test)),
-                         "shifted_accuracy": float(np.mean(shifted.argmax(-1) == y_test)),
-                         "epoch_seconds": seconds}
-        print(f"  seed {seed}: {name}: accuracy {results[name]['accuracy']:.4f}, shifted "
-              f"{results[name]['shifted_accuracy']:.4f}, epoch {seconds or 0:.2f} s", flush=True)
+        results[name] = {
+            "accuracy": float(np.mean(clean.argmax(-1) == y_test)),
+            "shifted_accuracy": float(np.mean(shifted.argmax(-1) == y_test)),
+            "epoch_seconds": seconds,
+        }
+        print(
+            f"  seed {seed}: {name}: accuracy {results[name]['accuracy']:.4f}, shifted "
+            f"{results[name]['shifted_accuracy']:.4f}, epoch {seconds or 0:.2f} s",
+            flush=True,
+        )
 
     run.teacher = teacher_cnn(seed)
     run.teacher.compile(keras.optimizers.Adam(LEARNING_RATE), sparse_ce())
@@ -183,16 +234,23 @@ def run_seed(seed, data, target_x, shifted_test, epochs, folder):
     for _ in range(2):
         run.teacher.predict(run.x, batch_size=BATCH, verbose=0, callbacks=[predict_timer])
     results["teacher predict over the data"] = {
-        "accuracy": None, "shifted_accuracy": None, "epoch_seconds": predict_timer.epoch_seconds(run.steps)}
+        "accuracy": None,
+        "shifted_accuracy": None,
+        "epoch_seconds": predict_timer.epoch_seconds(run.steps),
+    }
 
     for name, train in keras_rows(run).items():
         student, seconds = train()
         record(name, student, seconds)
         run.students[name] = student
-    for name, (path, seconds) in int8_rows(run, run.students["student, kl, cached teacher (keras-transfer)"]).items():
+    for name, (path, seconds) in int8_rows(
+        run, run.students["student, kl, cached teacher (keras-transfer)"]
+    ).items():
         record(name, path, seconds)
     for name, reference in ONE_DEVICE.items():
-        results[name]["max_logit_diff_vs_one_device"] = float(np.max(np.abs(logits[name] - logits[reference])))
+        results[name]["max_logit_diff_vs_one_device"] = float(
+            np.max(np.abs(logits[name] - logits[reference]))
+        )
     return results, run.teacher.count_params(), scratch.count_params()
 
 
@@ -204,10 +262,14 @@ def summarise(per_seed):
             values = [r[name][key] for r in per_seed if r[name][key] is not None]
             entry[f"{key}_mean"], entry[f"{key}_std"] = mean_std(values) if values else (None, None)
             entry[f"{key.replace('accuracy', 'accuracies')}"] = values
-        seconds = [r[name]["epoch_seconds"] for r in per_seed if r[name]["epoch_seconds"] is not None]
+        seconds = [
+            r[name]["epoch_seconds"] for r in per_seed if r[name]["epoch_seconds"] is not None
+        ]
         entry["epoch_seconds_median"] = statistics.median(seconds) if seconds else None
         if "max_logit_diff_vs_one_device" in per_seed[0][name]:
-            entry["max_logit_diff_vs_one_device"] = max(r[name]["max_logit_diff_vs_one_device"] for r in per_seed)
+            entry["max_logit_diff_vs_one_device"] = max(
+                r[name]["max_logit_diff_vs_one_device"] for r in per_seed
+            )
         summary[name] = entry
     student_epoch = summary["student from scratch"]["epoch_seconds_median"]
     teacher_predict = summary["teacher predict over the data"]["epoch_seconds_median"]
@@ -215,11 +277,15 @@ def summarise(per_seed):
     gap = summary["teacher"]["accuracy_mean"] - scratch
     for name, entry in summary.items():
         seconds = entry["epoch_seconds_median"]
-        entry["ratio_to_student_plus_teacher_predict"] = None if seconds is None else seconds / (
-            student_epoch + teacher_predict)
+        entry["ratio_to_student_plus_teacher_predict"] = (
+            None if seconds is None else seconds / (student_epoch + teacher_predict)
+        )
         entry["ratio_to_student_epoch"] = None if seconds is None else seconds / student_epoch
-        entry["gap_closed"] = (entry["accuracy_mean"] - scratch) / gap if (
-            name.startswith(("student,", "cached-teacher")) and gap > 0) else None
+        entry["gap_closed"] = (
+            (entry["accuracy_mean"] - scratch) / gap
+            if (name.startswith(("student,", "cached-teacher")) and gap > 0)
+            else None
+        )
     return summary
 
 
@@ -234,13 +300,20 @@ def table_rows(summary):
     rows = []
     for name, entry in summary.items():
         diff = entry.get("max_logit_diff_vs_one_device")
-        rows.append([
-            name, percent(entry, "accuracy"), percent(entry, "shifted_accuracy"),
-            "" if entry["gap_closed"] is None else f"{100 * entry['gap_closed']:.0f}%",
-            "" if entry["epoch_seconds_median"] is None else f"{entry['epoch_seconds_median']:.2f}",
-            ratio(entry["ratio_to_student_plus_teacher_predict"]), ratio(entry["ratio_to_student_epoch"]),
-            "" if diff is None else f"{diff:.1e}",
-        ])
+        rows.append(
+            [
+                name,
+                percent(entry, "accuracy"),
+                percent(entry, "shifted_accuracy"),
+                "" if entry["gap_closed"] is None else f"{100 * entry['gap_closed']:.0f}%",
+                ""
+                if entry["epoch_seconds_median"] is None
+                else f"{entry['epoch_seconds_median']:.2f}",
+                ratio(entry["ratio_to_student_plus_teacher_predict"]),
+                ratio(entry["ratio_to_student_epoch"]),
+                "" if diff is None else f"{diff:.1e}",
+            ]
+        )
     return rows
 
 
@@ -258,23 +331,49 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
             results, teacher_params, student_params = run_seed(
-                seed, data, target_x, shifted_test, args.epochs, folder)
+                seed, data, target_x, shifted_test, args.epochs, folder
+            )
             per_seed.append(results)
 
     summary = summarise(per_seed)
-    print(f"\nFashion-MNIST, train {len(data[0][0])} images (stratified), test 10,000 clean and under "
-          f"uneven light; {args.epochs} epochs, seeds {args.seeds}; teacher {teacher_params:,} "
-          f"parameters, student {student_params:,}")
-    print_table(["row", "test accuracy %", "uneven-light test %", "gap closed", "epoch s",
-                 "vs student+teacher predict", "vs student epoch", "max |Δ logit| vs one device"],
-                table_rows(summary))
-    path = write_json("distill.json", {
-        "benchmark": "distill", "train_images": len(data[0][0]), "target_images": len(target_x),
-        "test_images": len(data[1][0]), "epochs": args.epochs, "seeds": args.seeds,
-        "batch_size": BATCH, "temperature": TEMPERATURE, "alpha": ALPHA,
-        "learning_rate": LEARNING_RATE, "qat_epochs": QAT_EPOCHS, "qat_learning_rate": QAT_LEARNING_RATE,
-        "teacher_parameters": teacher_params, "student_parameters": student_params, "rows": summary,
-    })
+    print(
+        f"\nFashion-MNIST, train {len(data[0][0])} images (stratified), test 10,000 clean and "
+        f"under uneven light; {args.epochs} epochs, seeds {args.seeds}; teacher {teacher_params:,} "
+        f"parameters, student {student_params:,}"
+    )
+    print_table(
+        [
+            "row",
+            "test accuracy %",
+            "uneven-light test %",
+            "gap closed",
+            "epoch s",
+            "vs student+teacher predict",
+            "vs student epoch",
+            "max |Δ logit| vs one device",
+        ],
+        table_rows(summary),
+    )
+    path = write_json(
+        "distill.json",
+        {
+            "benchmark": "distill",
+            "train_images": len(data[0][0]),
+            "target_images": len(target_x),
+            "test_images": len(data[1][0]),
+            "epochs": args.epochs,
+            "seeds": args.seeds,
+            "batch_size": BATCH,
+            "temperature": TEMPERATURE,
+            "alpha": ALPHA,
+            "learning_rate": LEARNING_RATE,
+            "qat_epochs": QAT_EPOCHS,
+            "qat_learning_rate": QAT_LEARNING_RATE,
+            "teacher_parameters": teacher_params,
+            "student_parameters": student_params,
+            "rows": summary,
+        },
+    )
     print(f"written: {path}")
 
 

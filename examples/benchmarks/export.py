@@ -21,10 +21,14 @@ import tempfile
 
 import keras
 import numpy as np
+from fashion_common import fashion_subset
+from fashion_common import print_table
+from fashion_common import sparse_ce
+from fashion_common import student_cnn
+from fashion_common import teacher_cnn
+from fashion_common import write_json
 
 import keras_transfer as kt
-from fashion_common import fashion_subset, print_table, sparse_ce
-from fashion_common import student_cnn, teacher_cnn, write_json
 
 BATCH = 128
 
@@ -46,16 +50,19 @@ def quantization_aware(student, data):
 
     (x_train, y_train), _ = data
     qat = kt.quantize_aware(student, calibration_data=x_train[:500])
-    qat.compile(tf_keras.optimizers.Adam(1e-4),
-                tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.compile(
+        tf_keras.optimizers.Adam(1e-4),
+        tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     history = qat.fit(x_train, y_train, epochs=1, batch_size=BATCH, verbose=0)
     return qat, history.history["loss"]
 
 
 def latency_ms(path, repeats, default_delegates=True):
     return statistics.median(
-        kt.benchmark_tflite(path, threads=1, runs=500, warmup=50,
-                            default_delegates=default_delegates).median_ms
+        kt.benchmark_tflite(
+            path, threads=1, runs=500, warmup=50, default_delegates=default_delegates
+        ).median_ms
         for _ in range(repeats)
     )
 
@@ -95,10 +102,14 @@ def main():
     reference = student.predict(x_test, batch_size=1000, verbose=0)
     keras_accuracy = float(np.mean(reference.argmax(-1) == y_test))
 
-    rows = {"Keras float32": {
-        "accuracy": keras_accuracy, "agreement": 1.0, "bytes": None,
-        "latency_ms": keras_latency_ms(student, x_test[0], args.repeats),
-    }}
+    rows = {
+        "Keras float32": {
+            "accuracy": keras_accuracy,
+            "agreement": 1.0,
+            "bytes": None,
+            "latency_ms": keras_latency_ms(student, x_test[0], args.repeats),
+        }
+    }
     with tempfile.TemporaryDirectory() as folder:
         keras_path = os.path.join(folder, "student.keras")
         student.save(keras_path)
@@ -108,7 +119,8 @@ def main():
             "TFLite float16": lambda p: kt.export_tflite(student, p, "float16"),
             "TFLite dynamic range": lambda p: kt.export_tflite(student, p, "dynamic"),
             "TFLite int8 post-training": lambda p: kt.export_tflite(
-                student, p, "int8", representative_data=x_train),
+                student, p, "int8", representative_data=x_train
+            ),
             "TFLite int8 QAT": lambda p: kt.export_tflite(qat, p, "int8"),
         }
         for name, export in exports.items():
@@ -133,33 +145,76 @@ def main():
         row["latency_vs_tflite_float32"] = row["latency_ms"] / float_row["latency_ms"]
         if "latency_builtin_kernels_ms" in row:
             row["builtin_latency_vs_tflite_float32"] = (
-                row["latency_builtin_kernels_ms"] / float_row["latency_builtin_kernels_ms"])
-        table.append([
-            name, f"{100 * row['accuracy']:.2f}", f"{row['accuracy_minus_keras_points']:+.2f}",
-            f"{row['agreement']:.4f}", f"{row['bytes'] / 1024:.1f} KiB",
-            f"{row['size_vs_tflite_float32']:.2f}x", f"{row['latency_ms']:.4f}",
-            f"{row['latency_vs_tflite_float32']:.2f}x",
-            f"{row['latency_builtin_kernels_ms']:.4f}" if "latency_builtin_kernels_ms" in row else "",
-            f"{row['builtin_latency_vs_tflite_float32']:.2f}x" if "latency_builtin_kernels_ms" in row else "",
-        ])
-    print(f"\nDistilled Fashion-MNIST student ({student.count_params():,} parameters), "
-          f"test 10,000 images; QAT loss {qat_losses[0]:.4f} after 1 epoch")
-    print_table(["model", "accuracy %", "vs Keras (points)", "agreement", "file", "size vs f32",
-                 "latency ms", "latency vs f32", "builtin-kernel ms", "builtin vs f32"], table)
+                row["latency_builtin_kernels_ms"] / float_row["latency_builtin_kernels_ms"]
+            )
+        table.append(
+            [
+                name,
+                f"{100 * row['accuracy']:.2f}",
+                f"{row['accuracy_minus_keras_points']:+.2f}",
+                f"{row['agreement']:.4f}",
+                f"{row['bytes'] / 1024:.1f} KiB",
+                f"{row['size_vs_tflite_float32']:.2f}x",
+                f"{row['latency_ms']:.4f}",
+                f"{row['latency_vs_tflite_float32']:.2f}x",
+                f"{row['latency_builtin_kernels_ms']:.4f}"
+                if "latency_builtin_kernels_ms" in row
+                else "",
+                f"{row['builtin_latency_vs_tflite_float32']:.2f}x"
+                if "latency_builtin_kernels_ms" in row
+                else "",
+            ]
+        )
+    print(
+        f"\nDistilled Fashion-MNIST student ({student.count_params():,} parameters), "
+        f"test 10,000 images; QAT loss {qat_losses[0]:.4f} after 1 epoch"
+    )
+    print_table(
+        [
+            "model",
+            "accuracy %",
+            "vs Keras (points)",
+            "agreement",
+            "file",
+            "size vs f32",
+            "latency ms",
+            "latency vs f32",
+            "builtin-kernel ms",
+            "builtin vs f32",
+        ],
+        table,
+    )
     # Accuracy goals bound what quantization loses; QAT trains one more epoch and may gain.
     goals = {
-        "int8 PTQ loses at most 0.5 points": rows["TFLite int8 post-training"]["accuracy_minus_keras_points"] >= -0.5,
-        "int8 QAT loses at most 0.2 points": rows["TFLite int8 QAT"]["accuracy_minus_keras_points"] >= -0.2,
-        "int8 file <= 0.27x float32": rows["TFLite int8 post-training"]["size_vs_tflite_float32"] <= 0.27,
-        "int8 latency <= 0.5x float32": rows["TFLite int8 post-training"]["latency_vs_tflite_float32"] <= 0.5,
+        "int8 PTQ loses at most 0.5 points": rows["TFLite int8 post-training"][
+            "accuracy_minus_keras_points"
+        ]
+        >= -0.5,
+        "int8 QAT loses at most 0.2 points": rows["TFLite int8 QAT"]["accuracy_minus_keras_points"]
+        >= -0.2,
+        "int8 file <= 0.27x float32": rows["TFLite int8 post-training"]["size_vs_tflite_float32"]
+        <= 0.27,
+        "int8 latency <= 0.5x float32": rows["TFLite int8 post-training"][
+            "latency_vs_tflite_float32"
+        ]
+        <= 0.5,
     }
     for goal, met in goals.items():
         print(f"goal {goal}: {'met' if met else 'NOT met'}")
-    path = write_json("export.json", {
-        "benchmark": "export", "train_images": len(x_train), "test_images": len(x_test),
-        "epochs": args.epochs, "repeats": args.repeats, "student_parameters": student.count_params(),
-        "qat_epoch_loss": qat_losses, "rows": rows, "goals": goals,
-    })
+    path = write_json(
+        "export.json",
+        {
+            "benchmark": "export",
+            "train_images": len(x_train),
+            "test_images": len(x_test),
+            "epochs": args.epochs,
+            "repeats": args.repeats,
+            "student_parameters": student.count_params(),
+            "qat_epoch_loss": qat_losses,
+            "rows": rows,
+            "goals": goals,
+        },
+    )
     print(f"written: {path}")
 
 

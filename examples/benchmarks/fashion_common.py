@@ -27,9 +27,11 @@ def fashion_subset(train_size=20000, seed=0):
 def _subset_index(y_train, train_size, seed):
     rng = np.random.default_rng(seed)
     per_class = train_size // 10
-    return np.sort(np.concatenate(
-        [rng.choice(np.flatnonzero(y_train == c), per_class, replace=False) for c in range(10)]
-    ))
+    return np.sort(
+        np.concatenate(
+            [rng.choice(np.flatnonzero(y_train == c), per_class, replace=False) for c in range(10)]
+        )
+    )
 
 
 def fashion_unlabelled_pool(train_size=20000, pool_size=20000, seed=0):
@@ -107,7 +109,9 @@ def legacy_step_timer():
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch of fit (for steps_per_execution > 1, where step callbacks are coarse)."""
+    """Wall time of each epoch of fit (for steps_per_execution > 1, where step callbacks are
+    coarse).
+    """
 
     def __init__(self):
         super().__init__()
@@ -146,7 +150,10 @@ def write_json(name, payload):
 
 def print_table(header, rows):
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))
+
+    def line(r):
+        return "  ".join(str(c).ljust(w) for c, w in zip(r, widths))
+
     print(line(header))
     print("  ".join("-" * w for w in widths))
     for row in rows:

@@ -30,9 +30,14 @@ import time
 
 import keras
 import numpy as np
+from fashion_common import EpochTimer
+from fashion_common import mean_std
+from fashion_common import print_table
+from fashion_common import sparse_ce
+from fashion_common import teacher_cnn
+from fashion_common import write_json
 
 import keras_transfer as kt
-from fashion_common import EpochTimer, mean_std, print_table, sparse_ce, teacher_cnn, write_json
 
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 BATCH, FEATURES = 32, "t_flatten"
@@ -49,7 +54,9 @@ def split(x, y, classes):
 
 def few_labels(x, y, per_class, seed):
     rng = np.random.default_rng(seed)
-    index = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in np.unique(y)])
+    index = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in np.unique(y)]
+    )
     return x[index], y[index]
 
 
@@ -63,7 +70,9 @@ def compiled(model, learning_rate):
 
 
 def test_accuracy(model, test):
-    return model.evaluate(test[0], test[1], batch_size=1000, verbose=0, return_dict=True)["accuracy"]
+    return model.evaluate(test[0], test[1], batch_size=1000, verbose=0, return_dict=True)[
+        "accuracy"
+    ]
 
 
 def epochs_for(steps, n):
@@ -85,16 +94,26 @@ def run_rows(source, train, test, steps, seed, cache_dir):
     features = kt.extract_features(backbone, x, cache_dir=cache_dir)
     top = compiled(head(features.shape[1]), 1e-3)
     top.fit(features, y, epochs=epochs, batch_size=BATCH, verbose=0)
-    results["feature extraction (cached)"] = test_accuracy(compiled(kt.stack(backbone, top), 1e-3), test)
+    results["feature extraction (cached)"] = test_accuracy(
+        compiled(kt.stack(backbone, top), 1e-3), test
+    )
 
     for name, alpha in (("fine-tune (two-phase)", None), ("fine-tune + L2-SP", 0.1)):
         keras.utils.set_random_seed(seed)
         backbone = kt.load_backbone(source, output_layer=FEATURES)
         if alpha is not None:
             kt.l2_sp(backbone, backbone, alpha=alpha, beta=0.0)
-        model, _ = kt.fine_tune(backbone, keras.layers.Dense(len(TARGET)), (x, y), head_epochs=half,
-                                fine_tune_epochs=half, learning_rate=1e-3, fine_tune_learning_rate=1e-4,
-                                batch_size=BATCH, verbose=0)
+        model, _ = kt.fine_tune(
+            backbone,
+            keras.layers.Dense(len(TARGET)),
+            (x, y),
+            head_epochs=half,
+            fine_tune_epochs=half,
+            learning_rate=1e-3,
+            fine_tune_learning_rate=1e-4,
+            batch_size=BATCH,
+            verbose=0,
+        )
         results[name] = test_accuracy(model, test)
 
     keras.utils.set_random_seed(seed)
@@ -121,9 +140,13 @@ def head_epoch_timing(source, x, y):
     extract_seconds = time.perf_counter() - start
     cached = epoch_seconds(head(features.shape[1]), features, y)
     through = epoch_seconds(kt.stack(backbone, head(features.shape[1])), x, y)
-    return {"images": int(len(x)), "feature_extraction_seconds": extract_seconds,
-            "cached_epoch_seconds": cached, "frozen_backbone_epoch_seconds": through,
-            "speedup": through / cached}
+    return {
+        "images": int(len(x)),
+        "feature_extraction_seconds": extract_seconds,
+        "cached_epoch_seconds": cached,
+        "frozen_backbone_epoch_seconds": through,
+        "speedup": through / cached,
+    }
 
 
 def main():
@@ -143,14 +166,19 @@ def main():
     source.fit(*source_train, epochs=args.source_epochs, batch_size=128, verbose=0)
     source_test = split(x_test, y_test, np.array(SOURCE))
     source_accuracy = test_accuracy(source, source_test)
-    print(f"source model: {source.count_params():,} parameters, {100 * source_accuracy:.2f}% on classes 0-4")
+    print(
+        f"source model: {source.count_params():,} parameters, "
+        f"{100 * source_accuracy:.2f}% on classes 0-4"
+    )
 
     accuracies = {}
     with tempfile.TemporaryDirectory() as cache_dir:
         for per_class in args.labels:
             for seed in args.seeds:
                 train = few_labels(*target_pool, per_class, seed)
-                for name, value in run_rows(source, train, target_test, args.steps, seed, cache_dir).items():
+                for name, value in run_rows(
+                    source, train, target_test, args.steps, seed, cache_dir
+                ).items():
                     accuracies.setdefault(name, {}).setdefault(per_class, []).append(value)
                 print(f"  {per_class} labels/class, seed {seed}: done")
     timing = head_epoch_timing(source, *target_pool)
@@ -161,23 +189,46 @@ def main():
         cells = [name]
         for per_class in args.labels:
             mean, std = mean_std(by_labels[per_class])
-            table.setdefault(name, {})[str(per_class)] = {"mean": mean, "std": std, "runs": by_labels[per_class]}
+            table.setdefault(name, {})[str(per_class)] = {
+                "mean": mean,
+                "std": std,
+                "runs": by_labels[per_class],
+            }
             cells.append(f"{100 * mean:.2f} ± {100 * std:.2f}")
         rows.append(cells)
     print_table(header, rows)
-    print(f"head epoch over {timing['images']:,} images: cached features {timing['cached_epoch_seconds']:.3f} s, "
-          f"through the frozen backbone {timing['frozen_backbone_epoch_seconds']:.3f} s "
-          f"({timing['speedup']:.1f}x; goal >= 10x); one-time extraction {timing['feature_extraction_seconds']:.2f} s")
+    print(
+        f"head epoch over {timing['images']:,} images: "
+        f"cached features {timing['cached_epoch_seconds']:.3f} s, "
+        f"through the frozen backbone {timing['frozen_backbone_epoch_seconds']:.3f} s "
+        f"({timing['speedup']:.1f}x; goal >= 10x); "
+        f"one-time extraction {timing['feature_extraction_seconds']:.2f} s"
+    )
     scratch = {n: table["from scratch"][str(n)]["mean"] for n in args.labels}
-    best_transfer = max((v[str(min(args.labels))]["mean"], k) for k, v in table.items() if k != "from scratch")
+    best_transfer = max(
+        (v[str(min(args.labels))]["mean"], k) for k, v in table.items() if k != "from scratch"
+    )
     met = best_transfer[0] > scratch[min(args.labels)]
-    print(f"goal transfer beats scratch at {min(args.labels)} labels/class: {'met' if met else 'NOT met'} "
-          f"({best_transfer[1]} {100 * best_transfer[0]:.2f}% vs {100 * scratch[min(args.labels)]:.2f}%)")
-    path = write_json("finetune.json", {
-        "benchmark": "finetune", "seeds": args.seeds, "labels_per_class": args.labels, "steps": args.steps,
-        "batch_size": BATCH, "source_epochs": args.source_epochs, "source_parameters": source.count_params(),
-        "source_test_accuracy": source_accuracy, "rows": table, "head_epoch_timing": timing,
-    })
+    print(
+        f"goal transfer beats scratch at {min(args.labels)} labels/class: "
+        f"{'met' if met else 'NOT met'} ({best_transfer[1]} {100 * best_transfer[0]:.2f}% "
+        f"vs {100 * scratch[min(args.labels)]:.2f}%)"
+    )
+    path = write_json(
+        "finetune.json",
+        {
+            "benchmark": "finetune",
+            "seeds": args.seeds,
+            "labels_per_class": args.labels,
+            "steps": args.steps,
+            "batch_size": BATCH,
+            "source_epochs": args.source_epochs,
+            "source_parameters": source.count_params(),
+            "source_test_accuracy": source_accuracy,
+            "rows": table,
+            "head_epoch_timing": timing,
+        },
+    )
     print(f"written: {path}")
 
 

@@ -16,8 +16,7 @@ import subprocess
 import sys
 
 TIMED = (
-    "import time; start = time.perf_counter(); import {modules}; "
-    "print(time.perf_counter() - start)"
+    "import time; start = time.perf_counter(); import {modules}; print(time.perf_counter() - start)"
 )
 CASES = {
     "tensorflow, keras": "tensorflow, keras",
@@ -30,7 +29,10 @@ def cold_import_seconds(modules):
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
         [sys.executable, "-c", TIMED.format(modules=modules)],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     return float(result.stdout.strip().splitlines()[-1])
 

@@ -27,13 +27,18 @@ import time
 
 import keras
 import numpy as np
+from fashion_common import print_table
+from fashion_common import sparse_ce
+from fashion_common import student_cnn
+from fashion_common import write_json
 from scipy.stats import kendalltau
 
 import keras_transfer as kt
-from fashion_common import print_table, sparse_ce, student_cnn, write_json
 
 LABELS_PER_CLASS = 100
-DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
+DEFAULT_DATA = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data"
+)
 
 
 def pretrain(name, source, epochs, seed):
@@ -62,7 +67,9 @@ def candidates(fashion, mnist_dir, seed):
 def target_task(fashion, seed):
     (x, y), (x_test, y_test) = fashion
     rng = np.random.default_rng(seed + 100)
-    train = np.concatenate([rng.choice(np.flatnonzero(y == c), LABELS_PER_CLASS, replace=False) for c in range(5, 10)])
+    train = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), LABELS_PER_CLASS, replace=False) for c in range(5, 10)]
+    )
     test = y_test >= 5
     return (x[train], y[train] - 5), (x_test[test], y_test[test] - 5)
 
@@ -77,9 +84,19 @@ def fine_tuned_accuracy(model, train, test, seeds):
         keras.utils.set_random_seed(seed)
         backbone = keras.models.clone_model(features_of(model))
         backbone.set_weights(features_of(model).get_weights())
-        tuned, _ = kt.fine_tune(backbone, keras.layers.Dense(5), train, head_epochs=5, fine_tune_epochs=5,
-                                learning_rate=1e-3, fine_tune_learning_rate=1e-4, verbose=0)
-        accuracies.append(float(np.mean(np.argmax(tuned.predict(test[0], verbose=0), -1) == test[1])))
+        tuned, _ = kt.fine_tune(
+            backbone,
+            keras.layers.Dense(5),
+            train,
+            head_epochs=5,
+            fine_tune_epochs=5,
+            learning_rate=1e-3,
+            fine_tune_learning_rate=1e-4,
+            verbose=0,
+        )
+        accuracies.append(
+            float(np.mean(np.argmax(tuned.predict(test[0], verbose=0), -1) == test[1]))
+        )
     return float(np.mean(accuracies)), accuracies
 
 
@@ -94,29 +111,70 @@ def main():
     for name, model in candidates(fashion, os.path.join(args.data, "mnist"), args.seeds[0]):
         started = time.perf_counter()
         features = features_of(model).predict(train[0], verbose=0)
-        probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(model.predict(train[0], verbose=0)))
+        probabilities = keras.ops.convert_to_numpy(
+            keras.ops.softmax(model.predict(train[0], verbose=0))
+        )
         scores = {"logme": kt.logme(features, train[1]), "leep": kt.leep(probabilities, train[1])}
         scoring_seconds = time.perf_counter() - started
         accuracy, accuracies = fine_tuned_accuracy(model, train, test, args.seeds)
-        rows.append({"backbone": name, **scores, "scoring_seconds": scoring_seconds,
-                     "fine_tuned_accuracy": accuracy, "fine_tuned_accuracies": accuracies})
-        print(f"  {name}: LogME {scores['logme']:.3f}, LEEP {scores['leep']:.3f}, fine-tuned {100 * accuracy:.2f}%")
+        rows.append(
+            {
+                "backbone": name,
+                **scores,
+                "scoring_seconds": scoring_seconds,
+                "fine_tuned_accuracy": accuracy,
+                "fine_tuned_accuracies": accuracies,
+            }
+        )
+        print(
+            f"  {name}: LogME {scores['logme']:.3f}, LEEP {scores['leep']:.3f}, "
+            f"fine-tuned {100 * accuracy:.2f}%"
+        )
     accuracy = [r["fine_tuned_accuracy"] for r in rows]
-    taus = {score: float(kendalltau([r[score] for r in rows], accuracy).statistic) for score in ("logme", "leep")}
-    rank = lambda key: {r["backbone"]: i + 1 for i, r in enumerate(sorted(rows, key=lambda r: -r[key]))}  # noqa: E731
+    taus = {
+        score: float(kendalltau([r[score] for r in rows], accuracy).statistic)
+        for score in ("logme", "leep")
+    }
+
+    def rank(key):
+        return {r["backbone"]: i + 1 for i, r in enumerate(sorted(rows, key=lambda r: -r[key]))}
+
     ranks = {key: rank(key) for key in ("logme", "leep", "fine_tuned_accuracy")}
-    print_table(["backbone", "LogME", "LEEP", "fine-tuned accuracy %", "rank by LogME / LEEP / accuracy"],
-                [[r["backbone"], f"{r['logme']:.3f}", f"{r['leep']:.3f}", f"{100 * r['fine_tuned_accuracy']:.2f}",
-                  " / ".join(str(ranks[k][r["backbone"]]) for k in ("logme", "leep", "fine_tuned_accuracy"))]
-                 for r in rows])
-    print(f"Kendall tau with fine-tuned accuracy: LogME {taus['logme']:.2f}, LEEP {taus['leep']:.2f} "
-          f"(1 = same ranking; scoring a candidate takes {np.median([r['scoring_seconds'] for r in rows]):.2f} s, "
-          "fine-tuning it three times much longer)")
-    path = write_json("rank_backbones.json", {
-        "benchmark": "rank_backbones", "seeds": args.seeds, "labels_per_class": LABELS_PER_CLASS,
-        "target": "Fashion-MNIST 5-9, 100 labelled train images per class; test: the 5,000 test images of 5-9",
-        "rows": rows, "kendall_tau": taus,
-    })
+    print_table(
+        ["backbone", "LogME", "LEEP", "fine-tuned accuracy %", "rank by LogME / LEEP / accuracy"],
+        [
+            [
+                r["backbone"],
+                f"{r['logme']:.3f}",
+                f"{r['leep']:.3f}",
+                f"{100 * r['fine_tuned_accuracy']:.2f}",
+                " / ".join(
+                    str(ranks[k][r["backbone"]]) for k in ("logme", "leep", "fine_tuned_accuracy")
+                ),
+            ]
+            for r in rows
+        ],
+    )
+    print(
+        f"Kendall tau with fine-tuned accuracy: LogME {taus['logme']:.2f}, LEEP {taus['leep']:.2f} "
+        f"(1 = same ranking; scoring a candidate takes "
+        f"{np.median([r['scoring_seconds'] for r in rows]):.2f} s, "
+        "fine-tuning it three times much longer)"
+    )
+    path = write_json(
+        "rank_backbones.json",
+        {
+            "benchmark": "rank_backbones",
+            "seeds": args.seeds,
+            "labels_per_class": LABELS_PER_CLASS,
+            "target": (
+                "Fashion-MNIST 5-9, 100 labelled train images per class; "
+                "test: the 5,000 test images of 5-9"
+            ),
+            "rows": rows,
+            "kendall_tau": taus,
+        },
+    )
     print(f"written: {path}")
 
 

@@ -28,6 +28,9 @@ import statistics
 
 import keras
 import numpy as np
+from fashion_common import mean_std
+from fashion_common import print_table
+from fashion_common import write_json
 
 import keras_transfer as kt
 from keras_transfer.zeroshot import FASHION_MNIST_ATTRIBUTES
@@ -35,29 +38,42 @@ from keras_transfer.zeroshot import FASHION_MNIST_CLASSES
 from keras_transfer.zeroshot import HingeRankingLoss
 from keras_transfer.zeroshot import ZeroShotClassifier
 from keras_transfer.zeroshot import zero_shot_evaluation
-from fashion_common import mean_std, print_table, write_json
 
 PER_CLASS, BATCH, EMBEDDING = 2000, 128, 64
 
 
 def encoders(seed):
     keras.utils.set_random_seed(seed)
-    image_encoder = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(EMBEDDING),
-    ], name="image_encoder")
-    attribute_encoder = keras.Sequential([keras.Input((FASHION_MNIST_ATTRIBUTES.shape[1],)),
-                                          keras.layers.Dense(EMBEDDING, use_bias=False)], name="attribute_encoder")
+    image_encoder = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(EMBEDDING),
+        ],
+        name="image_encoder",
+    )
+    attribute_encoder = keras.Sequential(
+        [
+            keras.Input((FASHION_MNIST_ATTRIBUTES.shape[1],)),
+            keras.layers.Dense(EMBEDDING, use_bias=False),
+        ],
+        name="attribute_encoder",
+    )
     return image_encoder, attribute_encoder
 
 
 def seen_training_set(x, y, seen, seed):
     rng = np.random.default_rng(seed)
-    picks = np.concatenate([rng.choice(np.flatnonzero(y == c), PER_CLASS + 200, replace=False) for c in seen])
+    picks = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), PER_CLASS + 200, replace=False) for c in seen]
+    )
     rng.shuffle(picks)
-    train, held_out = picks[: PER_CLASS * len(seen)], picks[PER_CLASS * len(seen):]
+    train, held_out = picks[: PER_CLASS * len(seen)], picks[PER_CLASS * len(seen) :]
     return (x[train], y[train]), (x[held_out], y[held_out])
 
 
@@ -75,15 +91,26 @@ def run(seed, unseen, epochs, data):
     (x, y), (x_held, y_held) = seen_training_set(x_train, y_train, seen, seed)
     row_of = {c: i for i, c in enumerate(seen)}
     model = ZeroShotClassifier(*encoders(seed), FASHION_MNIST_ATTRIBUTES[seen])
-    model.compile(keras.optimizers.Adam(1e-3), loss=HingeRankingLoss(margin=1.0), metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(1e-3), loss=HingeRankingLoss(margin=1.0), metrics=["accuracy"]
+    )
     model.fit(x, np.vectorize(row_of.get)(y), epochs=epochs, batch_size=BATCH, verbose=0)
     plain = zero_shot_evaluation(model, x_test, y_test, FASHION_MNIST_ATTRIBUTES, seen)
     calibration = calibration_from_seen(model, x_held, y_held, seen)
-    calibrated = zero_shot_evaluation(model, x_test, y_test, FASHION_MNIST_ATTRIBUTES, seen, calibration=calibration)
-    return {"zsl": plain["zsl"], "seen": plain["seen"], "unseen": plain["unseen"],
-            "harmonic_mean": plain["harmonic_mean"], "calibration": calibration,
-            "calibrated_seen": calibrated["seen"], "calibrated_unseen": calibrated["unseen"],
-            "calibrated_harmonic_mean": calibrated["harmonic_mean"], "chance_zsl": plain["chance_zsl"]}
+    calibrated = zero_shot_evaluation(
+        model, x_test, y_test, FASHION_MNIST_ATTRIBUTES, seen, calibration=calibration
+    )
+    return {
+        "zsl": plain["zsl"],
+        "seen": plain["seen"],
+        "unseen": plain["unseen"],
+        "harmonic_mean": plain["harmonic_mean"],
+        "calibration": calibration,
+        "calibrated_seen": calibrated["seen"],
+        "calibrated_unseen": calibrated["unseen"],
+        "calibrated_harmonic_mean": calibrated["harmonic_mean"],
+        "chance_zsl": plain["chance_zsl"],
+    }
 
 
 def main():
@@ -99,34 +126,70 @@ def main():
         runs.append(run(seed, args.unseen, args.epochs, data))
         print(f"  seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in runs[-1].items()))
     keys = list(runs[0])
-    summary = {key: {"values": [r[key] for r in runs], "mean": mean_std([r[key] for r in runs])[0],
-                     "std": mean_std([r[key] for r in runs])[1],
-                     "median": statistics.median(r[key] for r in runs)} for key in keys}
-    labels = {"zsl": "ZSL: unseen images among unseen classes", "seen": "GZSL seen (per-class)",
-              "unseen": "GZSL unseen (per-class)", "harmonic_mean": "GZSL harmonic mean",
-              "calibrated_seen": "GZSL seen, calibrated stacking", "calibrated_unseen": "GZSL unseen, calibrated",
-              "calibrated_harmonic_mean": "GZSL harmonic mean, calibrated"}
+    summary = {
+        key: {
+            "values": [r[key] for r in runs],
+            "mean": mean_std([r[key] for r in runs])[0],
+            "std": mean_std([r[key] for r in runs])[1],
+            "median": statistics.median(r[key] for r in runs),
+        }
+        for key in keys
+    }
+    labels = {
+        "zsl": "ZSL: unseen images among unseen classes",
+        "seen": "GZSL seen (per-class)",
+        "unseen": "GZSL unseen (per-class)",
+        "harmonic_mean": "GZSL harmonic mean",
+        "calibrated_seen": "GZSL seen, calibrated stacking",
+        "calibrated_unseen": "GZSL unseen, calibrated",
+        "calibrated_harmonic_mean": "GZSL harmonic mean, calibrated",
+    }
     chance = 1.0 / len(args.unseen)
-    baseline = {"zsl": chance, "seen": None, "unseen": 0.0, "harmonic_mean": 0.0,
-                "calibrated_seen": None, "calibrated_unseen": 0.0, "calibrated_harmonic_mean": 0.0}
+    baseline = {
+        "zsl": chance,
+        "seen": None,
+        "unseen": 0.0,
+        "harmonic_mean": 0.0,
+        "calibrated_seen": None,
+        "calibrated_unseen": 0.0,
+        "calibrated_harmonic_mean": 0.0,
+    }
     rows = []
     for key, label in labels.items():
         mean, std = summary[key]["mean"], summary[key]["std"]
         base = baseline[key]
-        rows.append([label, f"{100 * mean:.1f} ± {100 * std:.1f}", f"{100 * summary[key]['median']:.1f}",
-                     "" if base is None else f"{100 * base:.1f}"])
+        rows.append(
+            [
+                label,
+                f"{100 * mean:.1f} ± {100 * std:.1f}",
+                f"{100 * summary[key]['median']:.1f}",
+                "" if base is None else f"{100 * base:.1f}",
+            ]
+        )
     unseen_names = ", ".join(FASHION_MNIST_CLASSES[c] for c in args.unseen)
     print(f"unseen classes: {unseen_names}; {len(args.seeds)} seeds, {args.epochs} epochs")
     print_table(["measure", "ours (mean ± std) %", "median %", "chance / seen-only rule %"], rows)
     zsl_mean = summary["zsl"]["mean"]
-    print(f"goal: unseen-class accuracy clearly above chance ({100 * chance:.1f}%): "
-          f"{'met' if zsl_mean > chance + 0.15 else 'NOT met'} ({100 * zsl_mean:.1f}%)")
-    path = write_json("zeroshot_fashion.json", {
-        "benchmark": "zeroshot_fashion", "seeds": args.seeds, "epochs": args.epochs,
-        "unseen_classes": [FASHION_MNIST_CLASSES[c] for c in args.unseen], "train_images_per_seen_class": PER_CLASS,
-        "test": "Fashion-MNIST test set (10,000)", "chance_zsl": chance,
-        "attributes": dict(zip(FASHION_MNIST_CLASSES, FASHION_MNIST_ATTRIBUTES.astype(int).tolist())), "summary": summary,
-    })
+    print(
+        f"goal: unseen-class accuracy clearly above chance ({100 * chance:.1f}%): "
+        f"{'met' if zsl_mean > chance + 0.15 else 'NOT met'} ({100 * zsl_mean:.1f}%)"
+    )
+    path = write_json(
+        "zeroshot_fashion.json",
+        {
+            "benchmark": "zeroshot_fashion",
+            "seeds": args.seeds,
+            "epochs": args.epochs,
+            "unseen_classes": [FASHION_MNIST_CLASSES[c] for c in args.unseen],
+            "train_images_per_seen_class": PER_CLASS,
+            "test": "Fashion-MNIST test set (10,000)",
+            "chance_zsl": chance,
+            "attributes": dict(
+                zip(FASHION_MNIST_CLASSES, FASHION_MNIST_ATTRIBUTES.astype(int).tolist())
+            ),
+            "summary": summary,
+        },
+    )
     print(f"written: {path}")
 
 

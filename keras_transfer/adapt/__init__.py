@@ -5,16 +5,28 @@ Each method is one file on the `Adapter` base (adapter.py) and one import line h
 
 from keras_transfer.adapt.adapter import Adapter
 from keras_transfer.adapt.callbacks import DANNSchedule
+from keras_transfer.adapt.dann import DANN
+from keras_transfer.adapt.discrepancy import DiscrepancyAdapter
 from keras_transfer.adapt.layers import GradientReversal
 from keras_transfer.adapt.losses import Discrepancy
 from keras_transfer.adapt.losses import cmd
 from keras_transfer.adapt.losses import coral
 from keras_transfer.adapt.losses import mmd
 from keras_transfer.adapt.metrics import proxy_a_distance
-from keras_transfer.adapt.dann import DANN
-from keras_transfer.adapt.discrepancy import DiscrepancyAdapter
 from keras_transfer.adapt.reweight import importance_weighted_risk
 from keras_transfer.adapt.reweight import importance_weights
 
-__all__ = ["Adapter", "DANN", "DANNSchedule", "Discrepancy", "DiscrepancyAdapter", "GradientReversal", "cmd", "coral",
-           "importance_weighted_risk", "importance_weights", "mmd", "proxy_a_distance"]
+__all__ = [
+    "Adapter",
+    "DANN",
+    "DANNSchedule",
+    "Discrepancy",
+    "DiscrepancyAdapter",
+    "GradientReversal",
+    "cmd",
+    "coral",
+    "importance_weighted_risk",
+    "importance_weights",
+    "mmd",
+    "proxy_a_distance",
+]

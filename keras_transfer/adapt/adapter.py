@@ -27,7 +27,7 @@ class DomainOutputs(NamedTuple):
 
 
 class DomainBatch(NamedTuple):
-    """What `Adapter.adaptation_loss` sees: both domains through the networks, and the source labels."""
+    """What `Adapter.adaptation_loss` sees: both domains through the networks, the source labels."""
 
     source: DomainOutputs
     target: DomainOutputs
@@ -37,7 +37,9 @@ class DomainBatch(NamedTuple):
 
 def unpack_domain_pair(data):
     """((x_s, y_s[, w_s]), x_t) -> x_s, y_s, w_s, x_t, with a clear error otherwise."""
-    if not (isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], (tuple, list))):
+    if not (
+        isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], (tuple, list))
+    ):
         raise ValueError(
             "training data must be batches ((x_source, y_source), x_target), as domain_pairs() "
             "gives; for a labelled target use evaluate(x, y)."
@@ -53,7 +55,9 @@ def unpack_domain_pair(data):
     elif len(source) == 3:
         x_source, y_source, weights = source
     else:
-        raise ValueError(f"the source part must be (x, y) or (x, y, sample_weight); got {len(source)} items.")
+        raise ValueError(
+            f"the source part must be (x, y) or (x, y, sample_weight); got {len(source)} items."
+        )
     if x_source.shape[1:] != x_target.shape[1:]:
         raise ValueError(
             f"source inputs have shape {tuple(x_source.shape[1:])} per sample and target inputs "
@@ -109,17 +113,25 @@ class Adapter(CustomStepModel):
         self.classifier = classifier
         self.loss_terms = ("task_loss", *self.adaptation_terms)
         self._create_strength(float(strength))
-        self.built = feature_extractor.built and classifier.built  # the rest builds at the first step
+        self.built = (
+            feature_extractor.built and classifier.built
+        )  # the rest builds at the first step
 
     # -- what a method defines -------------------------------------------------------------
 
     def adaptation_loss(self, batch):
-        """The method's term on a `DomainBatch`: (weighted loss added to the task loss, {name: log})."""
+        """The method's term on a `DomainBatch`: (weighted loss added to the task loss, {name:
+        log}).
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement adaptation_loss(batch).")
 
     def _create_strength(self, initial):
-        self._strength = self.add_weight(shape=(), initializer=keras.initializers.Constant(initial),
-                                         trainable=False, name="strength")
+        self._strength = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(initial),
+            trainable=False,
+            name="strength",
+        )
 
     @property
     def strength(self):
@@ -157,4 +169,6 @@ class Adapter(CustomStepModel):
         target = self._domain(x_target, training, with_logits=self.uses_target_logits)
         task = self.task_loss_mean(y_source, source.logits, weights)
         added, logs = self.adaptation_loss(DomainBatch(source, target, y_source, weights))
-        return StepTerms({"loss": task + added, "task_loss": task, **logs}, y_source, source.logits, weights)
+        return StepTerms(
+            {"loss": task + added, "task_loss": task, **logs}, y_source, source.logits, weights
+        )

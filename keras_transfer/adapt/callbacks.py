@@ -24,7 +24,15 @@ class DANNSchedule(keras.callbacks.Callback):
     >>> dann.fit(pairs, epochs=10, callbacks=[DANNSchedule()])  # doctest: +SKIP
     """
 
-    def __init__(self, mu_0=None, gamma=10.0, alpha=10.0, beta=0.75, lambda_max=1.0, schedule_learning_rate=True):
+    def __init__(
+        self,
+        mu_0=None,
+        gamma=10.0,
+        alpha=10.0,
+        beta=0.75,
+        lambda_max=1.0,
+        schedule_learning_rate=True,
+    ):
         super().__init__()
         self.mu_0, self.gamma, self.alpha, self.beta = mu_0, float(gamma), float(alpha), float(beta)
         self.lambda_max = float(lambda_max)
@@ -41,12 +49,16 @@ class DANNSchedule(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if not hasattr(self.model, "set_adaptation_strength"):
-            raise ValueError("DANNSchedule ramps the strength of a keras_transfer.adapt.Adapter (a model "
-                             f"with set_adaptation_strength); got a {type(self.model).__name__}.")
+            raise ValueError(
+                "DANNSchedule ramps the strength of a keras_transfer.adapt.Adapter (a model "
+                f"with set_adaptation_strength); got a {type(self.model).__name__}."
+            )
         steps = self.params.get("steps")
         if not steps:
-            raise ValueError("DANNSchedule needs the number of steps per epoch: pass steps_per_epoch to fit "
-                             "or data of known length.")
+            raise ValueError(
+                "DANNSchedule needs the number of steps per epoch: pass steps_per_epoch to fit "
+                "or data of known length."
+            )
         self._total = max(1, self.params["epochs"] * steps)
         self._steps = steps
         if self.mu_0 is None:
@@ -61,5 +73,7 @@ class DANNSchedule(keras.callbacks.Callback):
         lambda_ = self.lambda_max * self.lambda_at(p, self.gamma)
         self.model.set_adaptation_strength(lambda_)
         if self.schedule_learning_rate:
-            self.model.optimizer.learning_rate = self.learning_rate_at(p, self.mu_0, self.alpha, self.beta)
+            self.model.optimizer.learning_rate = self.learning_rate_at(
+                p, self.mu_0, self.alpha, self.beta
+            )
         self.history.append((p, lambda_))

@@ -32,16 +32,25 @@ class DANN(Adapter):
 
     Example:
     >>> dann = DANN(features, classifier)  # doctest: +SKIP
-    >>> dann.compile(keras.optimizers.SGD(0.01, momentum=0.9), metrics=["accuracy"])  # doctest: +SKIP
-    >>> dann.fit(domain_pairs((x_s, y_s), x_t, 64), epochs=10, callbacks=[DANNSchedule()])  # doctest: +SKIP
+    >>> dann.compile(keras.optimizers.SGD(0.01, momentum=0.9), metrics=["accuracy"])
+    ... # doctest: +SKIP
+    >>> pairs = domain_pairs((x_s, y_s), x_t, 64)  # doctest: +SKIP
+    >>> dann.fit(pairs, epochs=10, callbacks=[DANNSchedule()])  # doctest: +SKIP
     >>> dann.evaluate(x_t_test, y_t_test)  # doctest: +SKIP
     """
 
     adaptation_terms = ("domain_loss", "domain_accuracy", "lambda")
     _nested = ("feature_extractor", "classifier", "discriminator")
 
-    def __init__(self, feature_extractor, classifier, discriminator=None, lambda_=1.0, domain_weight=1.0,
-                 **kwargs):
+    def __init__(
+        self,
+        feature_extractor,
+        classifier,
+        discriminator=None,
+        lambda_=1.0,
+        domain_weight=1.0,
+        **kwargs,
+    ):
         super().__init__(feature_extractor, classifier, strength=lambda_, **kwargs)
         self.discriminator = discriminator or default_discriminator()
         check_discriminator(self.discriminator, feature_shape(self.feature_extractor))
@@ -58,9 +67,19 @@ class DANN(Adapter):
     def adaptation_loss(self, batch):
         both = tf.concat([batch.source.features, batch.target.features], axis=0)
         domain_logits = self.discriminator(self.reversal(both), training=True)
-        loss, accuracy = domain_classification_loss(domain_logits, tf.shape(batch.source.features)[0])
-        logs = {"domain_loss": loss, "domain_accuracy": accuracy, "lambda": tf.identity(self.strength)}
+        loss, accuracy = domain_classification_loss(
+            domain_logits, tf.shape(batch.source.features)[0]
+        )
+        logs = {
+            "domain_loss": loss,
+            "domain_accuracy": accuracy,
+            "lambda": tf.identity(self.strength),
+        }
         return self.domain_weight * loss, logs
 
     def get_config(self):
-        return {**super().get_config(), "lambda_": float(self.strength.numpy()), "domain_weight": self.domain_weight}
+        return {
+            **super().get_config(),
+            "lambda_": float(self.strength.numpy()),
+            "domain_weight": self.domain_weight,
+        }

@@ -1,4 +1,6 @@
-"""DiscrepancyAdapter: aligns the domains' features by a discrepancy (DDC/DAN's MMD, Deep CORAL, CMD)."""
+"""DiscrepancyAdapter: aligns the domains' features by a discrepancy (DDC/DAN's MMD, Deep CORAL,
+CMD).
+"""
 
 import keras
 import tensorflow as tf
@@ -26,13 +28,21 @@ class DiscrepancyAdapter(Adapter):
         options: keyword arguments for the discrepancy (e.g. {"estimator": "linear"}).
 
     Example:
-    >>> adapter = DiscrepancyAdapter(features, classifier, discrepancy="coral", weight=1.0)  # doctest: +SKIP
+    >>> adapter = DiscrepancyAdapter(features, classifier, "coral", weight=1.0)  # doctest: +SKIP
     """
 
     adaptation_terms = ("discrepancy_loss", "weight")
 
-    def __init__(self, feature_extractor, classifier, discrepancy="mmd", weight=1.0, layers=None, options=None,
-                 **kwargs):
+    def __init__(
+        self,
+        feature_extractor,
+        classifier,
+        discrepancy="mmd",
+        weight=1.0,
+        layers=None,
+        options=None,
+        **kwargs,
+    ):
         super().__init__(feature_extractor, classifier, **kwargs)
         self._discrepancy_fn = get_discrepancy(discrepancy)
         self.discrepancy = discrepancy
@@ -47,13 +57,17 @@ class DiscrepancyAdapter(Adapter):
         if not names:
             return None
         if not isinstance(classifier, keras.Model) or not getattr(classifier, "inputs", None):
-            raise ValueError("layers= needs a functional or built Sequential classifier to read layers from.")
+            raise ValueError(
+                "layers= needs a functional or built Sequential classifier to read layers from."
+            )
         present = [layer.name for layer in classifier.layers]
         missing = [name for name in names if name not in present]
         if missing:
             raise ValueError(f"layers {missing} are not in the classifier; its layers: {present}.")
-        return keras.Model(classifier.inputs,
-                           [classifier.outputs[0]] + [classifier.get_layer(n).output for n in names])
+        return keras.Model(
+            classifier.inputs,
+            [classifier.outputs[0]] + [classifier.get_layer(n).output for n in names],
+        )
 
     def _classify(self, features, training):
         if self._classifier_taps is None:
@@ -62,16 +76,30 @@ class DiscrepancyAdapter(Adapter):
         return outputs[0], list(outputs[1:])
 
     def adaptation_loss(self, batch):
-        pairs = [(batch.source.features, batch.target.features), *zip(batch.source.hidden, batch.target.hidden)]
+        pairs = [
+            (batch.source.features, batch.target.features),
+            *zip(batch.source.hidden, batch.target.hidden),
+        ]
         # A discrepancy is not a mean over samples: it is measured on the whole global batch.
-        discrepancy = tf.add_n([self._discrepancy_fn(gather_replicas(s), gather_replicas(t), **self.options)
-                                for s, t in pairs])
+        discrepancy = tf.add_n(
+            [
+                self._discrepancy_fn(gather_replicas(s), gather_replicas(t), **self.options)
+                for s, t in pairs
+            ]
+        )
         weight = self.weight * tf.convert_to_tensor(self.strength)
         return weight * discrepancy, {"discrepancy_loss": discrepancy, "weight": weight}
 
     def get_config(self):
         if self.discrepancy not in DISCREPANCIES:
-            raise NotImplementedError("A DiscrepancyAdapter with a callable discrepancy cannot be serialized; "
-                                      "use 'mmd', 'coral' or 'cmd'.")
-        return {**super().get_config(), "discrepancy": self.discrepancy, "weight": self.weight,
-                "layers": self.layers_to_align, "options": self.options}
+            raise NotImplementedError(
+                "A DiscrepancyAdapter with a callable discrepancy cannot be serialized; "
+                "use 'mmd', 'coral' or 'cmd'."
+            )
+        return {
+            **super().get_config(),
+            "discrepancy": self.discrepancy,
+            "weight": self.weight,
+            "layers": self.layers_to_align,
+            "options": self.options,
+        }

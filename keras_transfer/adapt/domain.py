@@ -5,13 +5,18 @@ import tensorflow as tf
 
 
 def default_discriminator(hidden_units=100, name="discriminator"):
-    """Dense(hidden_units, relu) -> Dense(1): the domain classifier of Ganin et al.'s digit experiments."""
-    return keras.Sequential([keras.layers.Dense(hidden_units, activation="relu", name="d_hidden"),
-                             keras.layers.Dense(1, name="d_logit")], name=name)
+    """Dense(hidden_units, relu) -> Dense(1): the domain classifier of Ganin et al.'s digits."""
+    return keras.Sequential(
+        [
+            keras.layers.Dense(hidden_units, activation="relu", name="d_hidden"),
+            keras.layers.Dense(1, name="d_logit"),
+        ],
+        name=name,
+    )
 
 
 def check_discriminator(discriminator, features_shape):
-    """Builds the discriminator on the backbone's feature shape; it must give one logit per sample."""
+    """Builds the discriminator on the feature shape; it must give one logit per sample."""
     if features_shape is None or any(d is None for d in features_shape):
         return  # checked at the first batch instead
     out = discriminator(tf.zeros((1,) + tuple(features_shape)))
@@ -41,5 +46,7 @@ def domain_classification_loss(domain_logits, source_count):
     index = tf.range(tf.shape(logits)[0])
     domains = tf.cast(index >= tf.cast(source_count, index.dtype), tf.float32)
     loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=domains, logits=logits))
-    accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.cast(logits > 0, tf.float32), domains), tf.float32))
+    accuracy = tf.reduce_mean(
+        tf.cast(tf.equal(tf.cast(logits > 0, tf.float32), domains), tf.float32)
+    )
     return loss, accuracy

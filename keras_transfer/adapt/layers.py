@@ -32,8 +32,12 @@ class GradientReversal(keras.layers.Layer):
         lambda_ = float(lambda_)
         if lambda_ < 0:
             raise ValueError(f"lambda_ must be >= 0; got {lambda_}.")
-        self.lambda_ = self.add_weight(shape=(), initializer=keras.initializers.Constant(lambda_),
-                                       trainable=False, name="lambda")
+        self.lambda_ = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(lambda_),
+            trainable=False,
+            name="lambda",
+        )
         self.built = True
 
     def call(self, inputs):
@@ -43,6 +47,7 @@ class GradientReversal(keras.layers.Layer):
         def reverse(x):
             def grad(upstream):
                 return -tf.cast(strength, upstream.dtype) * upstream
+
             return tf.identity(x), grad
 
         return reverse(inputs)

@@ -11,7 +11,9 @@ import tensorflow as tf
 def _as_float(x, y):
     x_shape, y_shape = tuple(x.shape[1:]), tuple(y.shape[1:])
     if None not in x_shape + y_shape and x_shape != y_shape:
-        raise ValueError(f"x and y must have the same features per sample; got x {x_shape} and y {y_shape}.")
+        raise ValueError(
+            f"x and y must have the same features per sample; got x {x_shape} and y {y_shape}."
+        )
     x = tf.cast(tf.reshape(x, [tf.shape(x)[0], -1]), tf.float32)
     y = tf.cast(tf.reshape(y, [tf.shape(y)[0], -1]), tf.float32)
     return x, y
@@ -69,15 +71,20 @@ def mmd(x, y, estimator="biased", kernel_mul=2.0, kernel_num=5):
     bandwidths = gaussian_bandwidths(x, y, kernel_mul, kernel_num)
     if estimator == "linear":
         half = tf.shape(x)[0] // 2
-        x1, x2, y1, y2 = x[:half], x[half:2 * half], y[:half], y[half:2 * half]
+        x1, x2, y1, y2 = x[:half], x[half : 2 * half], y[:half], y[half : 2 * half]
 
         def pairwise(a, b):
             d = tf.reduce_sum(tf.square(a - b), axis=1)
             return tf.add_n([tf.exp(-d / bandwidth) for bandwidth in bandwidths])
 
-        return tf.reduce_mean(pairwise(x1, x2) + pairwise(y1, y2) - pairwise(x1, y2) - pairwise(x2, y1))
-    kxx, kyy, kxy = (_multi_kernel(x, x, bandwidths), _multi_kernel(y, y, bandwidths),
-                     _multi_kernel(x, y, bandwidths))
+        return tf.reduce_mean(
+            pairwise(x1, x2) + pairwise(y1, y2) - pairwise(x1, y2) - pairwise(x2, y1)
+        )
+    kxx, kyy, kxy = (
+        _multi_kernel(x, x, bandwidths),
+        _multi_kernel(y, y, bandwidths),
+        _multi_kernel(x, y, bandwidths),
+    )
     if estimator == "biased":
         return tf.reduce_mean(kxx) + tf.reduce_mean(kyy) - 2.0 * tf.reduce_mean(kxy)
     if estimator == "unbiased":
@@ -159,7 +166,9 @@ def get_discrepancy(discrepancy):
         return discrepancy
     if discrepancy in DISCREPANCIES:
         return DISCREPANCIES[discrepancy]
-    raise ValueError(f"discrepancy must be one of {sorted(DISCREPANCIES)} or a callable; got {discrepancy!r}.")
+    raise ValueError(
+        f"discrepancy must be one of {sorted(DISCREPANCIES)} or a callable; got {discrepancy!r}."
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -179,7 +188,9 @@ class Discrepancy(keras.losses.Loss):
     def __init__(self, discrepancy="mmd", name=None, **options):
         super().__init__(name=name or f"{discrepancy}_loss", reduction="sum_over_batch_size")
         if discrepancy not in DISCREPANCIES:
-            raise ValueError(f"discrepancy must be one of {sorted(DISCREPANCIES)}; got {discrepancy!r}.")
+            raise ValueError(
+                f"discrepancy must be one of {sorted(DISCREPANCIES)}; got {discrepancy!r}."
+            )
         self.discrepancy = discrepancy
         self.options = options
 

@@ -36,14 +36,22 @@ def importance_weights(source, target, clip=(0.1, 10.0), C=1.0, seed=0):
     target = np.asarray(target, dtype="float32")
     for name, array in (("source", source), ("target", target)):
         if array.ndim < 2 or len(array) == 0:
-            raise ValueError(f"{name} must be a non-empty array of samples with a feature axis; got shape {array.shape}.")
+            raise ValueError(
+                f"{name} must be a non-empty array of samples with a feature axis; "
+                f"got shape {array.shape}."
+            )
         require_finite(array, name)
     if source.shape[1:] != target.shape[1:]:
-        raise ValueError(f"source has shape {source.shape[1:]} per sample, target {target.shape[1:]}; they must match.")
+        raise ValueError(
+            f"source has shape {source.shape[1:]} per sample, target {target.shape[1:]}; "
+            "they must match."
+        )
     x = np.concatenate([source.reshape(len(source), -1), target.reshape(len(target), -1)])
     y = np.concatenate([np.zeros(len(source)), np.ones(len(target))])
     scaler = StandardScaler().fit(x)
-    classifier = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(scaler.transform(x), y)
+    classifier = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(
+        scaler.transform(x), y
+    )
     p_target = classifier.predict_proba(scaler.transform(x[: len(source)]))[:, 1]
     weights = p_target / np.maximum(1.0 - p_target, 1e-6) * (len(source) / len(target))
     if clip is not None:
@@ -51,8 +59,11 @@ def importance_weights(source, target, clip=(0.1, 10.0), C=1.0, seed=0):
     return (weights / weights.mean()).astype("float32")
 
 
-def importance_weighted_risk(source_losses, source_features, target_features, clip=(0.1, 10.0), seed=0):
-    """Target risk estimated from labelled source validation data: choose adaptation settings without target labels.
+def importance_weighted_risk(
+    source_losses, source_features, target_features, clip=(0.1, 10.0), seed=0
+):
+    """Target risk estimated from labelled source validation data: choose adaptation settings
+    without target labels.
 
     The mean of per-sample source validation losses, each weighted by the
     density ratio p_target/p_source of its features (`importance_weights`,
@@ -79,8 +90,10 @@ def importance_weighted_risk(source_losses, source_features, target_features, cl
     """
     losses = np.asarray(source_losses, dtype="float64").reshape(-1)
     if len(losses) != len(source_features):
-        raise ValueError(f"source_losses has {len(losses)} values for {len(source_features)} source_features; "
-                         "expected one loss per sample.")
+        raise ValueError(
+            f"source_losses has {len(losses)} values for {len(source_features)} source_features; "
+            "expected one loss per sample."
+        )
     require_finite(losses, "source_losses")
     weights = importance_weights(source_features, target_features, clip=clip, seed=seed)
     return float(np.mean(weights * losses))

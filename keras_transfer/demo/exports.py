@@ -1,4 +1,6 @@
-"""The demo's export stages: SavedModel, TFLite float32 and int8, int8 after quantization-aware training."""
+"""The demo's export stages: SavedModel, TFLite float32 and int8, int8 after quantization-aware
+training.
+"""
 
 import os
 import time
@@ -20,9 +22,9 @@ def export_quantize_aware_stage(student, teacher, task, out_dir, settings):
     Agreement is measured against the quantization-aware model the file was
     converted from: fine-tuning makes it a model of its own.
     """
-    from keras_transfer.quantize import quantize_aware
-
     import tf_keras
+
+    from keras_transfer.quantize import quantize_aware
 
     start = time.perf_counter()
     pseudo_labels = np.argmax(teacher.predict(task.target_unlabelled, verbose=0), axis=-1)
@@ -31,8 +33,13 @@ def export_quantize_aware_stage(student, teacher, task, out_dir, settings):
         tf_keras.optimizers.Adam(1e-4),
         tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    qat.fit(task.target_unlabelled, pseudo_labels, epochs=settings.qat_epochs,
-            batch_size=settings.batch_size, verbose=settings.verbose)
+    qat.fit(
+        task.target_unlabelled,
+        pseudo_labels,
+        epochs=settings.qat_epochs,
+        batch_size=settings.batch_size,
+        verbose=settings.verbose,
+    )
     report = export.export_tflite(qat, os.path.join(out_dir, "student_int8_qat.tflite"), "int8")
     parity = export.compare(report.path, qat, task.target_test)
     return report, StageResult(
@@ -48,8 +55,9 @@ def export_quantize_aware_stage(student, teacher, task, out_dir, settings):
 def plot_deployed_confusion(task, tflite_path, out_dir):
     """The confusion matrix of the int8 file on the target test images, as a PNG."""
     x, y = task.target_test
-    report = classification_report(export.tflite_predict(tflite_path, x), y,
-                                   class_names=[str(c) for c in task.target_classes])
+    report = classification_report(
+        export.tflite_predict(tflite_path, x), y, class_names=[str(c) for c in task.target_classes]
+    )
     return plot_confusion_matrix(report, os.path.join(out_dir, "confusion_int8.png"))
 
 

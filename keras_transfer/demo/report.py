@@ -81,8 +81,15 @@ def plot_report(report, path):
     left.set_xlabel("accuracy (grey: source test, blue: target test)")
     left.invert_yaxis()
     for i, row in enumerate(report.rows):
-        left.text(row.accuracy - 0.01, i, f"{row.accuracy:.3f}", va="center", ha="right",
-                  color="white", fontweight="bold")
+        left.text(
+            row.accuracy - 0.01,
+            i,
+            f"{row.accuracy:.3f}",
+            va="center",
+            ha="right",
+            color="white",
+            fontweight="bold",
+        )
     sized = [row for row in report.rows if row.file_bytes]
     labels = [row.stage + (" (.keras)" if row.parameters else "") for row in sized]
     right.barh(labels, [row.file_bytes / 1024 for row in sized], color="#e07a5f")

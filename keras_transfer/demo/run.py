@@ -1,4 +1,4 @@
-"""`run_demo`: walks `STAGES`, one function per stage, over a `DemoRun` that carries what they made."""
+"""`run_demo` walks `STAGES`, one function per stage, over a `DemoRun` holding what they made."""
 
 import dataclasses
 import os
@@ -43,12 +43,16 @@ def source_stage(run):
 
 
 def adaptation_stage(run):
-    """Source only against MMD-adapted, on the source classes under uneven light, without its labels."""
+    """Source only against MMD-adapted, on the source classes under uneven light, unlabelled."""
     rows, result = adapt_to_uneven_light(run.task, run.settings, run.folder)
     run.rows.extend(rows)
-    run.files.update(adaptation_embedding_png=result.embedding_png, adaptation_curves_png=result.curves_png)
-    run.adaptation.update(proxy_a_distance_source_only=result.source_only_pad,
-                          proxy_a_distance_adapted=result.adapted_pad)
+    run.files.update(
+        adaptation_embedding_png=result.embedding_png, adaptation_curves_png=result.curves_png
+    )
+    run.adaptation.update(
+        proxy_a_distance_source_only=result.source_only_pad,
+        proxy_a_distance_adapted=result.adapted_pad,
+    )
 
 
 def scratch_stage(run):
@@ -57,7 +61,9 @@ def scratch_stage(run):
 
 
 def fine_tune_stage(run):
-    """Transfer: the source model fine-tuned on the target labels; it is the teacher, saved as .keras."""
+    """Transfer: the source model fine-tuned on the target labels; it is the teacher, saved as
+    .keras.
+    """
     run.models["teacher"], row = fine_tune_from_source(run.task, run.models["source"], run.settings)
     run.rows.append(_saved(run, "teacher", row))
 
@@ -98,14 +104,24 @@ def tflite_int8_stage(run):
 
 def quantize_aware_stage(run):
     """The student fine-tuned quantization-aware on the teacher's labels, then int8."""
-    report, row = export_quantize_aware_stage(run.models["student"], run.models["teacher"], run.task,
-                                              run.folder, run.settings)
+    report, row = export_quantize_aware_stage(
+        run.models["student"], run.models["teacher"], run.task, run.folder, run.settings
+    )
     run.files["tflite_int8_qat"] = report.path
     run.rows.append(row)
 
 
-STAGES = (source_stage, adaptation_stage, scratch_stage, fine_tune_stage, distill_stage, saved_model_stage,
-          tflite_float32_stage, tflite_int8_stage, quantize_aware_stage)
+STAGES = (
+    source_stage,
+    adaptation_stage,
+    scratch_stage,
+    fine_tune_stage,
+    distill_stage,
+    saved_model_stage,
+    tflite_float32_stage,
+    tflite_int8_stage,
+    quantize_aware_stage,
+)
 
 
 def run_demo(data="digits", out="export", settings=None, overwrite=False, fashion_path=None):
@@ -139,13 +155,17 @@ def run_demo(data="digits", out="export", settings=None, overwrite=False, fashio
         import shutil
 
         shutil.rmtree(folder)
-    task = make_task(data, settings.labels_per_class, settings.seed, settings.source_limit, fashion_path)
+    task = make_task(
+        data, settings.labels_per_class, settings.seed, settings.source_limit, fashion_path
+    )
     os.makedirs(folder)
     run = DemoRun(task, settings, folder)
     for stage in STAGES:
         stage(run)
     run.files.update(json=run.path("demo_report.json"), png=run.path("demo_report.png"))
-    report = DemoReport(data=data, rows=run.rows, files=run.files, settings=settings, adaptation=run.adaptation)
+    report = DemoReport(
+        data=data, rows=run.rows, files=run.files, settings=settings, adaptation=run.adaptation
+    )
     write_json(report.to_json(), report.files["json"])
     plot_report(report, report.files["png"])
     return report

@@ -37,7 +37,14 @@ def default_settings(data):
     """Settings that keep the demo short on 2 CPU cores for each dataset."""
     if data == "fashion_mnist":
         return DemoSettings(
-            labels_per_class=10, source_epochs=3, target_epochs=150, fine_tune_epochs=75,
-            distill_epochs=5, qat_epochs=1, adapt_epochs=3, source_limit=15000, batch_size=128,
+            labels_per_class=10,
+            source_epochs=3,
+            target_epochs=150,
+            fine_tune_epochs=75,
+            distill_epochs=5,
+            qat_epochs=1,
+            adapt_epochs=3,
+            source_limit=15000,
+            batch_size=128,
         )
     return DemoSettings()

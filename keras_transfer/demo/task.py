@@ -1,4 +1,6 @@
-"""The demo's transfer task: the first half of a dataset's classes is the source, the rest the target."""
+"""The demo's transfer task: the first half of a dataset's classes is the source, the rest the
+target.
+"""
 
 import dataclasses
 

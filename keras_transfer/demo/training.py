@@ -1,4 +1,6 @@
-"""The demo's training stages: the source model, the baseline, fine-tuning, adaptation, distillation."""
+"""The demo's training stages: the source model, the baseline, fine-tuning, adaptation,
+distillation.
+"""
 
 import os
 import time
@@ -106,13 +108,24 @@ def adapt_to_uneven_light(task, settings, out_dir):
     half's images under a brightness ramp without labels; source-only vs
     MMD-adapted, both tested on the source test images under the same light.
     """
-    result = run_adaptation_stage(task, settings, os.path.join(out_dir, "adaptation_embedding.png"),
-                                  os.path.join(out_dir, "adaptation_curves.png"))
+    result = run_adaptation_stage(
+        task,
+        settings,
+        os.path.join(out_dir, "adaptation_embedding.png"),
+        os.path.join(out_dir, "adaptation_curves.png"),
+    )
     rows = [
-        StageResult(stage="uneven light, source only", evaluated_on="source test, uneven light",
-                    accuracy=result.source_only_accuracy),
-        StageResult(stage="uneven light, adapted (MMD, no labels)", evaluated_on="source test, uneven light",
-                    accuracy=result.adapted_accuracy, seconds=result.seconds),
+        StageResult(
+            stage="uneven light, source only",
+            evaluated_on="source test, uneven light",
+            accuracy=result.source_only_accuracy,
+        ),
+        StageResult(
+            stage="uneven light, adapted (MMD, no labels)",
+            evaluated_on="source test, uneven light",
+            accuracy=result.adapted_accuracy,
+            seconds=result.seconds,
+        ),
     ]
     return rows, result
 
@@ -129,8 +142,10 @@ def distill_student(task, teacher, settings):
     distiller.compile(keras.optimizers.Adam(3e-3))
     start = time.perf_counter()
     distiller.fit(
-        task.target_unlabelled, epochs=settings.distill_epochs,
-        batch_size=settings.batch_size, verbose=settings.verbose,
+        task.target_unlabelled,
+        epochs=settings.distill_epochs,
+        batch_size=settings.batch_size,
+        verbose=settings.verbose,
     )
     row = StageResult(
         stage="distilled student",

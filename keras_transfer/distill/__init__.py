@@ -16,5 +16,5 @@ from keras_transfer.distill.losses import kl_distillation_loss  # noqa: F401
 from keras_transfer.distill.losses import kl_per_example  # noqa: F401
 from keras_transfer.distill.losses import mse_distillation_loss  # noqa: F401
 from keras_transfer.distill.losses import mse_per_example  # noqa: F401
-from keras_transfer.distill.teachers import saved_model_teacher  # noqa: F401
 from keras_transfer.distill.quantize_aware import distill_quantize_aware  # noqa: F401
+from keras_transfer.distill.teachers import saved_model_teacher  # noqa: F401

@@ -15,7 +15,6 @@ under `tf.distribute`.
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_transfer._checks import require_layer
@@ -26,13 +25,14 @@ from keras_transfer._training import strategy_loss_unscaled
 from keras_transfer.distill.losses import HintDistillation
 from keras_transfer.distill.losses import WeightedDistillationLoss
 from keras_transfer.distill.losses import distillation_strategies
+from keras_transfer.distill.teachers import CACHE_KEY
+from keras_transfer.distill.teachers import LABELS_KEY
+from keras_transfer.distill.teachers import CachedTeacherFit
 from keras_transfer.distill.teachers import TeacherCache
 from keras_transfer.distill.teachers import _input_shape
 from keras_transfer.distill.teachers import load_teacher
 
 TEACHER_OUTPUTS = ("logits", "probabilities")
-_CACHE_KEY = "teacher"
-_LABELS_KEY = "labels"
 
 
 def check_teacher_and_student(teacher, student, temperature, alpha, teacher_outputs):
@@ -43,7 +43,9 @@ def check_teacher_and_student(teacher, student, temperature, alpha, teacher_outp
     if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}.")
     if teacher_outputs not in TEACHER_OUTPUTS:
-        raise ValueError(f"teacher_outputs must be one of {TEACHER_OUTPUTS}, got {teacher_outputs!r}.")
+        raise ValueError(
+            f"teacher_outputs must be one of {TEACHER_OUTPUTS}, got {teacher_outputs!r}."
+        )
     if teacher_outputs == "logits" and ends_in_softmax(teacher):
         raise ValueError(
             f"The teacher's last layer {teacher.layers[-1].name!r} applies softmax, so it "
@@ -94,16 +96,26 @@ def _layer_output(model, name, role):
     try:
         return model.get_layer(name).output
     except ValueError as error:
-        raise ValueError(f"hints name {role} layer {name!r}, which the {role} does not have.") from error
+        raise ValueError(
+            f"hints name {role} layer {name!r}, which the {role} does not have."
+        ) from error
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _layer_names(strategy):
     """The (teacher, student) layers a strategy reads; None for the models' outputs."""
-    return getattr(strategy, "teacher_layer_name", None), getattr(strategy, "student_layer_name", None)
+    return getattr(strategy, "teacher_layer_name", None), getattr(
+        strategy, "student_layer_name", None
+    )
 
 
 def _extractor(model, names, role):
-    """A model giving [output, layer outputs...] for the layer `names` after None, or None if there are none."""
+    """A model giving [output, layer outputs...] for the layer `names` after None, or None if there
+    are none.
+    """
     if names == [None]:
         return None
     outputs = [model.outputs[0]] + [_layer_output(model, n, role) for n in names[1:]]
@@ -123,21 +135,8 @@ def _hint_adapter(teacher, student, index, teacher_layer, student_layer):
     return adapter
 
 
-def _with_teacher_outputs(distiller, x, y, argument):
-    """(x, {"teacher": cached outputs, "labels": y}) for a Distiller with cache_teacher=True."""
-    if not isinstance(x, np.ndarray) and not tf.is_tensor(x):
-        raise ValueError(
-            f"cache_teacher=True needs {argument} as an array (the same inputs every epoch), "
-            f"got {type(x).__name__}. For augmented or streamed data use cache_teacher=False."
-        )
-    targets = {_CACHE_KEY: distiller.teacher_targets(x)}
-    if y is not None:
-        targets[_LABELS_KEY] = y
-    return x, targets
-
-
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class Distiller(CustomStepModel):
+class Distiller(CachedTeacherFit, CustomStepModel):
     """Trains a student to match a frozen teacher (and the labels, by `alpha`).
 
     Args:
@@ -174,8 +173,19 @@ class Distiller(CustomStepModel):
 
     _nested = ("teacher", "student")
 
-    def __init__(self, teacher, student, temperature=4.0, alpha=0.1, distillation_loss="kl", hints=None,
-                 hint_weight=1.0, teacher_outputs="logits", cache_teacher=False, **kwargs):
+    def __init__(
+        self,
+        teacher,
+        student,
+        temperature=4.0,
+        alpha=0.1,
+        distillation_loss="kl",
+        hints=None,
+        hint_weight=1.0,
+        teacher_outputs="logits",
+        cache_teacher=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(teacher, (str, os.PathLike)):
             teacher = load_teacher(teacher, student)
@@ -185,8 +195,7 @@ class Distiller(CustomStepModel):
         self.temperature = float(temperature)
         self.alpha = float(alpha)
         # As given ("kl", "mse", strategy objects) for the config; resolved into strategies to sum.
-        self._strategies = list(distillation_loss) if isinstance(distillation_loss, (list, tuple)) else [
-            distillation_loss]
+        self._strategies = _as_list(distillation_loss)
         self._distillation = distillation_strategies(self._strategies, self.temperature)
         self.hints = [tuple(pair) for pair in (hints or [])]
         self.hint_weight = float(hint_weight)
@@ -195,16 +204,22 @@ class Distiller(CustomStepModel):
         self.teacher.trainable = False
         for strategy in self._distillation:
             strategy.validate_model_compatibility(self.teacher, self.student)
-        self._adapters = [_hint_adapter(teacher, student, i, *pair) for i, pair in enumerate(self.hints)]
-        self._hints = [HintDistillation(t, s, adapter) for (t, s), adapter in zip(self.hints, self._adapters)]
+        self._adapters = [
+            _hint_adapter(teacher, student, i, *pair) for i, pair in enumerate(self.hints)
+        ]
+        self._hints = [
+            HintDistillation(t, s, adapter) for (t, s), adapter in zip(self.hints, self._adapters)
+        ]
         layers = [_layer_names(s) for s in self._distillation + self._hints]
         self._teacher_names = [None] + sorted({t for t, _ in layers if t is not None})
         self._student_names = [None] + sorted({s for _, s in layers if s is not None})
         self._teacher_extractor = _extractor(self.teacher, self._teacher_names, "teacher")
         self._student_extractor = _extractor(self.student, self._student_names, "student")
-        self.loss_terms = tuple(name for name, used in (("task_loss", self.alpha > 0),
-                                                        ("distillation_loss", self.alpha < 1),
-                                                        ("hint_loss", bool(self.hints))) if used)
+        self.loss_terms = (
+            ("task_loss",) * (self.alpha > 0)
+            + ("distillation_loss",) * (self.alpha < 1)
+            + ("hint_loss",) * bool(self.hints)
+        )
         self._cache = TeacherCache(self._teacher_forward, self.teacher)
         self.built = True  # teacher, student and adapters are built; nothing waits for data
 
@@ -239,16 +254,18 @@ class Distiller(CustomStepModel):
         """
         if student_loss is not None:
             if loss is not None:
-                raise ValueError("Distiller.compile takes the task loss as loss=... or by its old name "
-                                 "student_loss=..., not both.")
+                raise ValueError(
+                    "Distiller.compile takes the task loss as loss=... or by its old name "
+                    "student_loss=..., not both."
+                )
             loss = student_loss
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def compute_terms(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         labels, teacher = y, None
-        if isinstance(y, dict) and _CACHE_KEY in y:
-            labels, teacher = y.get(_LABELS_KEY), list(y[_CACHE_KEY])
+        if isinstance(y, dict) and CACHE_KEY in y:
+            labels, teacher = y.get(LABELS_KEY), list(y[CACHE_KEY])
         if teacher is None:
             teacher = self._teacher_forward(x)
         student = self._run(self.student, self._student_extractor, x, training=training)
@@ -279,34 +296,10 @@ class Distiller(CustomStepModel):
             terms["distillation_loss"] = tf.add_n([strategy_loss(s) for s in self._distillation])
             total += (1.0 - self.alpha) * terms["distillation_loss"]
         if self._hints:
-            terms["hint_loss"] = tf.add_n([strategy_loss(h) for h in self._hints]) / len(self._hints)
+            terms["hint_loss"] = tf.reduce_mean(tf.stack([strategy_loss(h) for h in self._hints]))
             total += self.hint_weight * terms["hint_loss"]
         terms["loss"] = total
         return terms
-
-    # -- cached teacher outputs --------------------------------------------------------------
-
-    def fit(self, x=None, y=None, validation_data=None, **kwargs):
-        """`keras.Model.fit`; with `cache_teacher=True`, teacher outputs are computed once."""
-        if self.cache_teacher:
-            x, y = _with_teacher_outputs(self, x, y, "x")
-            if validation_data is not None:
-                pair = validation_data if isinstance(validation_data, (tuple, list)) and len(
-                    validation_data) == 2 else (validation_data, None)
-                validation_data = _with_teacher_outputs(self, *pair, "validation_data")
-        return super().fit(x, y, validation_data=validation_data, **kwargs)
-
-    def teacher_targets(self, x, batch_size=256):
-        """The teacher's outputs on `x` (logits first, then layer features), cached while `x` is unchanged.
-
-        Args:
-            x: an input array.
-            batch_size: examples per teacher call.
-
-        Returns:
-            A list of numpy arrays.
-        """
-        return self._cache.outputs(x, batch_size)
 
     # -- serialization -------------------------------------------------------------------------
 
@@ -319,8 +312,10 @@ class Distiller(CustomStepModel):
             **super().get_config(),
             "temperature": self.temperature,
             "alpha": self.alpha,
-            "distillation_loss": [s if isinstance(s, str) else keras.saving.serialize_keras_object(s)
-                                  for s in self._strategies],
+            "distillation_loss": [
+                s if isinstance(s, str) else keras.saving.serialize_keras_object(s)
+                for s in self._strategies
+            ],
             "hints": [list(pair) for pair in self.hints],
             "hint_weight": self.hint_weight,
             "teacher_outputs": self.teacher_outputs,
@@ -330,6 +325,8 @@ class Distiller(CustomStepModel):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["distillation_loss"] = [s if isinstance(s, str) else keras.saving.deserialize_keras_object(s)
-                                       for s in config["distillation_loss"]]
+        config["distillation_loss"] = [
+            s if isinstance(s, str) else keras.saving.deserialize_keras_object(s)
+            for s in config["distillation_loss"]
+        ]
         return super().from_config(config)

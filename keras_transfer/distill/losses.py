@@ -1,4 +1,5 @@
-"""Distillation terms: plain functions and the `keras.distillation.DistillationLoss` strategies they make.
+"""Distillation terms: plain functions and the `keras.distillation.DistillationLoss` strategies they
+make.
 
 "kl" (Hinton et al. 2015), "mse" on logits and FitNets hints (Romero et al.
 2015) are strategies like Keras' own `LogitsDistillation` and
@@ -98,7 +99,9 @@ class KLDistillation(WeightedDistillationLoss):
         self.temperature = float(temperature)
 
     def compute_loss(self, teacher_outputs, student_outputs, sample_weight=None, **kwargs):
-        return kl_distillation_loss(teacher_outputs, student_outputs, self.temperature, sample_weight)
+        return kl_distillation_loss(
+            teacher_outputs, student_outputs, self.temperature, sample_weight
+        )
 
     def get_config(self):
         return {"temperature": self.temperature}
@@ -109,7 +112,8 @@ class MSEDistillation(WeightedDistillationLoss):
     """Mean squared difference of the logits (`mse_distillation_loss`), the high-temperature limit.
 
     Example:
-    >>> float(MSEDistillation().compute_loss(np.ones((2, 3), "float32"), np.zeros((2, 3), "float32")))
+    >>> teacher, student = np.ones((2, 3), "float32"), np.zeros((2, 3), "float32")
+    >>> float(MSEDistillation().compute_loss(teacher, student))
     1.0
     """
 
@@ -118,7 +122,7 @@ class MSEDistillation(WeightedDistillationLoss):
 
 
 class HintDistillation(WeightedDistillationLoss):
-    """FitNets hint: MSE between a teacher layer's output and a student layer's, through a learned adapter.
+    """FitNets hint: MSE of a teacher layer's output and a student layer's, through an adapter.
 
     The adapter (a Dense layer to the teacher layer's width) is trained with
     the student; the Distiller that makes the hint owns it.
@@ -134,12 +138,18 @@ class HintDistillation(WeightedDistillationLoss):
         self.adapter = adapter
 
     def compute_loss(self, teacher_outputs, student_outputs, sample_weight=None, **kwargs):
-        return tf.reduce_mean(tf.square(self.adapter(student_outputs) - tf.cast(teacher_outputs, tf.float32)))
+        return tf.reduce_mean(
+            tf.square(self.adapter(student_outputs) - tf.cast(teacher_outputs, tf.float32))
+        )
 
 
 def distillation_strategies(distillation_loss, temperature):
-    """The strategies a `distillation_loss` argument names: "kl", "mse", DistillationLoss objects or a list."""
-    items = distillation_loss if isinstance(distillation_loss, (list, tuple)) else [distillation_loss]
+    """The strategies a `distillation_loss` argument names: "kl", "mse", DistillationLoss objects or
+    a list.
+    """
+    items = (
+        distillation_loss if isinstance(distillation_loss, (list, tuple)) else [distillation_loss]
+    )
     if not items:
         raise ValueError("distillation_loss must name at least one loss.")
     strategies = []

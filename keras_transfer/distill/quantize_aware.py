@@ -75,7 +75,7 @@ def _unpack(y_packed):
 
 
 def pack_targets(labels, teacher_logits):
-    """`[label, teacher logits...]` rows; labels may be None (a column of zeros, alpha must be 0)."""
+    """`[label, teacher logits...]` rows; labels None give a zero column (alpha must be 0)."""
     teacher_logits = np.asarray(teacher_logits, dtype="float32")
     if labels is None:
         column = np.zeros((len(teacher_logits), 1), "float32")
@@ -168,9 +168,15 @@ def distill_quantize_aware(
         )
     _check_optimizer(optimizer)
     _check_callbacks(fit_kwargs.get("callbacks"))
-    distiller = Distiller(teacher, student, temperature=temperature, alpha=alpha,
-                          distillation_loss=distillation_loss, teacher_outputs=teacher_outputs,
-                          cache_teacher=True)
+    distiller = Distiller(
+        teacher,
+        student,
+        temperature=temperature,
+        alpha=alpha,
+        distillation_loss=distillation_loss,
+        teacher_outputs=teacher_outputs,
+        cache_teacher=True,
+    )
     x = np.asarray(x, dtype="float32")
     if len(x) == 0:
         raise ValueError("x is empty: distillation needs at least one input.")
@@ -189,6 +195,12 @@ def distill_quantize_aware(
         loss=distillation_objective(distiller.temperature, distiller.alpha, distillation_loss),
         metrics=[label_accuracy] if y is not None else None,
     )
-    qat.fit(x, targets, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-            **fit_kwargs)
+    qat.fit(
+        x,
+        targets,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=validation_data,
+        **fit_kwargs,
+    )
     return qat

@@ -1,4 +1,6 @@
-"""Teachers from files (a `.keras` file, a SavedModel folder, a TF-Hub URL) and the cache of their outputs."""
+"""Teachers from files (a `.keras` file, a SavedModel folder, a TF-Hub URL) and the cache of their
+outputs.
+"""
 
 import os
 import zlib
@@ -45,8 +47,13 @@ def saved_model_teacher(handle, input_shape=None):
     from keras_transfer.backbones import load_backbone
 
     path = os.fspath(handle)
-    if not path.startswith(("http://", "https://", "gs://")) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise FileNotFoundError(f"teacher must be a .keras file, a SavedModel folder with saved_model.pb or a TF-Hub URL; got {path!r}.")
+    if not path.startswith(("http://", "https://", "gs://")) and not os.path.isfile(
+        os.path.join(path, "saved_model.pb")
+    ):
+        raise FileNotFoundError(
+            "teacher must be a .keras file, a SavedModel folder with saved_model.pb or a "
+            f"TF-Hub URL; got {path!r}."
+        )
     return load_backbone(path, input_shape=input_shape, trainable=False)
 
 
@@ -58,7 +65,7 @@ def _input_shape(model):
 
 
 class TeacherCache:
-    """The teacher's outputs on one input array, computed once and kept while array and teacher are unchanged.
+    """The teacher's outputs on one input array, kept while the array and the teacher are unchanged.
 
     The key is the contents of `x` and of the teacher's weights, so new
     inputs or a changed teacher are computed afresh.
@@ -80,8 +87,60 @@ class TeacherCache:
         if self._entry is not None and self._entry[0] == key:
             return self._entry[1]
         forward = tf.function(self.forward)
-        pieces = [[o.numpy() for o in forward(tf.convert_to_tensor(x[start : start + batch_size]))]
-                  for start in range(0, len(x), batch_size)]
+        pieces = [
+            [o.numpy() for o in forward(tf.convert_to_tensor(x[start : start + batch_size]))]
+            for start in range(0, len(x), batch_size)
+        ]
         outputs = [np.concatenate(parts) for parts in zip(*pieces)]
         self._entry = (key, outputs)
         return outputs
+
+
+CACHE_KEY = "teacher"
+LABELS_KEY = "labels"
+
+
+def _with_teacher_outputs(distiller, x, y, argument):
+    """(x, {"teacher": cached outputs, "labels": y}) for a Distiller with cache_teacher=True."""
+    if not isinstance(x, np.ndarray) and not tf.is_tensor(x):
+        raise ValueError(
+            f"cache_teacher=True needs {argument} as an array (the same inputs every epoch), "
+            f"got {type(x).__name__}. For augmented or streamed data use cache_teacher=False."
+        )
+    targets = {CACHE_KEY: distiller.teacher_targets(x)}
+    if y is not None:
+        targets[LABELS_KEY] = y
+    return x, targets
+
+
+class CachedTeacherFit:
+    """The Distiller's `fit` with `cache_teacher=True`: teacher outputs computed once, passed in y.
+
+    The host model sets `cache_teacher` and `_cache` (a `TeacherCache`) and reads
+    `y[CACHE_KEY]` (the outputs) and `y[LABELS_KEY]` (the labels) in its step.
+    """
+
+    def fit(self, x=None, y=None, validation_data=None, **kwargs):
+        """`keras.Model.fit`; with `cache_teacher=True`, teacher outputs are computed once."""
+        if self.cache_teacher:
+            x, y = _with_teacher_outputs(self, x, y, "x")
+            if validation_data is not None:
+                pair = (
+                    validation_data
+                    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
+                    else (validation_data, None)
+                )
+                validation_data = _with_teacher_outputs(self, *pair, "validation_data")
+        return super().fit(x, y, validation_data=validation_data, **kwargs)
+
+    def teacher_targets(self, x, batch_size=256):
+        """The teacher's outputs on `x` (logits, then layer features), kept while `x` is unchanged.
+
+        Args:
+            x: an input array.
+            batch_size: examples per teacher call.
+
+        Returns:
+            A list of numpy arrays.
+        """
+        return self._cache.outputs(x, batch_size)

@@ -1,6 +1,7 @@
 """Export of Keras 3 models for serving and for phones, one concept a module.
 
-- convert.py: `export_saved_model`, `export_tflite` (float32, dynamic, float16, int8), `ExportReport`.
+- convert.py: `export_saved_model`, `export_tflite` (float32, dynamic, float16, int8),
+  `ExportReport`.
 - runtime.py: `load_tflite`, `tflite_predict`: a `.tflite` file in the LiteRT interpreter.
 - parity.py: `compare`, `ParityReport`: how the file predicts against the Keras model.
 - latency.py: `benchmark_tflite`, `LatencyReport`.

@@ -113,7 +113,9 @@ def export_tflite(
     """
     quantization = "none" if quantization is None else quantization
     if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}.")
+        raise ValueError(
+            f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}."
+        )
     _check_model(model)
     calibration = None
     quantize_aware = _is_quantize_aware(model)
@@ -123,7 +125,9 @@ def export_tflite(
         )
     if quantization == "int8" and not quantize_aware:
         if len(model.inputs) != 1:
-            raise ValueError(f"int8 export takes a model with one input; this one has {len(model.inputs)}.")
+            raise ValueError(
+                f"int8 export takes a model with one input; this one has {len(model.inputs)}."
+            )
         if representative_data is None:
             raise ValueError(
                 "quantization='int8' needs representative_data: a few hundred typical "
@@ -222,8 +226,10 @@ def _calibration_examples(data, input_shape):
             data = data[0]
         examples = np.asarray(data)
     expected = tuple(input_shape[1:])
-    if examples.ndim != len(input_shape) or len(examples) == 0 or any(
-        want is not None and got != want for got, want in zip(examples.shape[1:], expected)
+    if (
+        examples.ndim != len(input_shape)
+        or len(examples) == 0
+        or any(want is not None and got != want for got, want in zip(examples.shape[1:], expected))
     ):
         raise ValueError(
             f"representative_data must be a non-empty batch of model inputs of shape "

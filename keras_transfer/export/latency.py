@@ -4,9 +4,8 @@ import dataclasses
 import os
 
 import numpy as np
+
 from keras_transfer.export.runtime import load_tflite
-
-
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,8 +7,6 @@ import numpy as np
 from keras_transfer.export.runtime import tflite_predict
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class ParityReport:
     """How a `.tflite` file's predictions compare with the model it came from.
@@ -29,7 +27,9 @@ class ParityReport:
             f"max abs diff {self.max_abs_diff:.3g}"
         )
         if self.tflite_accuracy is not None:
-            line += f", accuracy tflite {self.tflite_accuracy:.4f} vs keras {self.keras_accuracy:.4f}"
+            line += (
+                f", accuracy tflite {self.tflite_accuracy:.4f} vs keras {self.keras_accuracy:.4f}"
+            )
         return line
 
 
@@ -49,7 +49,7 @@ def compare(tflite_path, keras_model, data, batch_size=256):
     >>> print(compare("export/student_int8.tflite", student, (x_test, y_test)))  # doctest: +SKIP
     1000 examples: top-1 agreement 0.9990, max abs diff 0.0712, accuracy tflite ...
     """
-    x, y = (data if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None))
+    x, y = data if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None)
     x = np.asarray(x, dtype="float32")
     if x.ndim == 0 or len(x) == 0:
         raise ValueError("data holds no examples; expected inputs x or (x, y).")

@@ -5,8 +5,6 @@ import os
 import numpy as np
 
 
-
-
 def load_tflite(path, num_threads=1, default_delegates=True):
     """Opens a `.tflite` file in the LiteRT interpreter, with tensors allocated.
 
@@ -29,7 +27,9 @@ def load_tflite(path, num_threads=1, default_delegates=True):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"TFLite file not found: {path!r}.")
     resolver = (
-        OpResolverType.AUTO if default_delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        OpResolverType.AUTO
+        if default_delegates
+        else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     )
     try:
         interpreter = Interpreter(

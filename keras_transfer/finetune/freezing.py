@@ -6,12 +6,9 @@ After `freeze`/`unfreeze` outside `fit()`, call `compile()` again (or
 `refresh_training`), as the keras.io transfer-learning guide says.
 """
 
-
 import keras
 
-
 _BATCH_NORM = (keras.layers.BatchNormalization,)
-
 
 
 def _leaves_with_state(model):
@@ -19,6 +16,7 @@ def _leaves_with_state(model):
 
     A leaf trains only when it and every model around it are trainable.
     """
+
     def walk(container, parent_trainable):
         for layer in container.layers:
             trainable = parent_trainable and layer.trainable
@@ -42,7 +40,9 @@ def _weighted(layers):
 def _find(layers, key, argument):
     if isinstance(key, int):
         if not -len(layers) <= key < len(layers):
-            raise ValueError(f"{argument}={key} is out of range: the model has {len(layers)} layers.")
+            raise ValueError(
+                f"{argument}={key} is out of range: the model has {len(layers)} layers."
+            )
         return key % len(layers)
     names = [layer.name for layer in layers]
     if key not in names:
@@ -131,10 +131,12 @@ def unfreeze(model, top=None, from_layer=None, batch_norm="frozen"):
         if not isinstance(top, int) or top < 0:
             raise ValueError(f"top must be a non-negative int; got {top!r}.")
         if top > len(weighted):
-            raise ValueError(f"top={top} exceeds the {len(weighted)} layers with weights in {model.name!r}.")
-        chosen = weighted[len(weighted) - top:]
+            raise ValueError(
+                f"top={top} exceeds the {len(weighted)} layers with weights in {model.name!r}."
+            )
+        chosen = weighted[len(weighted) - top :]
     else:
-        chosen = leaves[_find(leaves, from_layer, "from_layer"):]
+        chosen = leaves[_find(leaves, from_layer, "from_layer") :]
     if batch_norm == "frozen":
         chosen = [layer for layer in chosen if not isinstance(layer, _BATCH_NORM)]
     _also_train(model, chosen)

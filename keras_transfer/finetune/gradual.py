@@ -1,16 +1,14 @@
 """GradualUnfreezing: opens the backbone block by block during `fit()` (ULMFiT's schedule)."""
 
-
 import keras
+
 from keras_transfer.finetune.freezing import _also_train
 from keras_transfer.finetune.freezing import _effective_trainable
 from keras_transfer.finetune.freezing import _weighted
 from keras_transfer.finetune.freezing import leaf_layers
 from keras_transfer.finetune.freezing import refresh_training
 
-
 _BATCH_NORM = (keras.layers.BatchNormalization,)
-
 
 
 class GradualUnfreezing(keras.callbacks.Callback):
@@ -51,7 +49,11 @@ class GradualUnfreezing(keras.callbacks.Callback):
         if self.blocks is None:
             state = _effective_trainable(target)
             skip = _BATCH_NORM if self.batch_norm == "frozen" else ()
-            return [[layer] for layer in _weighted(leaves) if not state[id(layer)] and not isinstance(layer, skip)]
+            return [
+                [layer]
+                for layer in _weighted(leaves)
+                if not state[id(layer)] and not isinstance(layer, skip)
+            ]
         plan = []
         for block in self.blocks:
             names = block if isinstance(block, (list, tuple)) else [block]
@@ -75,7 +77,10 @@ class GradualUnfreezing(keras.callbacks.Callback):
         if epoch == 0 or epoch % self.every or not self._pending:
             return
         target = self.target or self.model
-        step, self._pending = self._pending[-self.blocks_per_step:], self._pending[:-self.blocks_per_step]
+        step, self._pending = (
+            self._pending[-self.blocks_per_step :],
+            self._pending[: -self.blocks_per_step],
+        )
         layers = [layer for block in step for layer in block]
         if self.batch_norm == "frozen":
             layers = [layer for layer in layers if not isinstance(layer, _BATCH_NORM)]

@@ -1,11 +1,9 @@
-"""L2-SP (Li et al. 2018): a pull towards the pretrained weights, riding on the variables' regularizers."""
-
+"""L2-SP (Li et al. 2018): a pull towards the pretrained weights, riding on the variables'
+regularizers.
+"""
 
 import keras
 import numpy as np
-
-
-
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -26,8 +24,10 @@ class StayNear(keras.regularizers.Regularizer):
         return 0.5 * self.strength * keras.ops.sum(keras.ops.square(difference))
 
     def get_config(self):
-        return {"strength": self.strength,
-                "reference": None if self.reference is None else self.reference.tolist()}
+        return {
+            "strength": self.strength,
+            "reference": None if self.reference is None else self.reference.tolist(),
+        }
 
 
 def l2_sp(model, transferred, alpha=0.01, beta=0.01):

@@ -1,13 +1,13 @@
-"""Layer-wise learning rates: lower rates for the layers nearer the input (discriminative fine-tuning)."""
+"""Layer-wise learning rates: lower rates for the layers nearer the input (discriminative fine-
+tuning).
+"""
 
 import re
 
 import keras
+
 from keras_transfer.finetune.freezing import _weighted
 from keras_transfer.finetune.freezing import leaf_layers
-
-
-
 
 
 def layerwise_optimizer(model, optimizer, decay=0.5, blocks=None):
@@ -31,13 +31,17 @@ def layerwise_optimizer(model, optimizer, decay=0.5, blocks=None):
         A `keras.optimizers.MultiOptimizer`.
 
     Example:
-    >>> model.compile(layerwise_optimizer(model, keras.optimizers.Adam(1e-3), decay=0.7), loss)  # doctest: +SKIP
+    >>> adam = keras.optimizers.Adam(1e-3)
+    >>> optimizer = layerwise_optimizer(model, adam, decay=0.7)  # doctest: +SKIP
+    >>> model.compile(optimizer, loss)  # doctest: +SKIP
     """
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"decay must be in (0, 1]; got {decay!r}.")
     config = optimizer.get_config()
     if not isinstance(config.get("learning_rate"), (int, float)):
-        raise ValueError("layerwise_optimizer needs an optimizer with a float learning_rate, not a schedule.")
+        raise ValueError(
+            "layerwise_optimizer needs an optimizer with a float learning_rate, not a schedule."
+        )
     if blocks is None:
         blocks = [[layer] for layer in _weighted(leaf_layers(model))]
     else:
@@ -55,5 +59,10 @@ def layerwise_optimizer(model, optimizer, decay=0.5, blocks=None):
     for factor, names in names_by_factor.items():
         pattern = "(.*/)?(" + "|".join(re.escape(name) for name in names) + ")/.+"
         mapping[pattern] = optimizer.__class__.from_config(
-            {**config, "name": f"{config['name']}_x{factor:.3g}", "learning_rate": config["learning_rate"] * factor})
+            {
+                **config,
+                "name": f"{config['name']}_x{factor:.3g}",
+                "learning_rate": config["learning_rate"] * factor,
+            }
+        )
     return keras.optimizers.MultiOptimizer(mapping)

@@ -1,18 +1,23 @@
 """LoRA: low-rank adapters on Keras' Dense, EinsumDense, Embedding and Conv layers."""
 
-
 import keras
+
 from keras_transfer.finetune.freezing import _also_train
 from keras_transfer.finetune.freezing import leaf_layers
 
-
-_LORA_LAYERS = (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding,
-                keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-
+_LORA_LAYERS = (
+    keras.layers.Dense,
+    keras.layers.EinsumDense,
+    keras.layers.Embedding,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+)
 
 
 def add_lora(model, rank, layers=None, lora_alpha=None):
-    """Enables LoRA (Hu et al. 2021) on Dense/EinsumDense/Embedding/Conv layers via Keras' `enable_lora`.
+    """Enables LoRA (Hu et al. 2021) on Dense/EinsumDense/Embedding/Conv layers via Keras'
+    `enable_lora`.
 
     Each chosen layer becomes trainable, its kernel freezes and two
     rank-`rank` matrices train in its place (its bias trains too, as in
@@ -45,7 +50,9 @@ def add_lora(model, rank, layers=None, lora_alpha=None):
         chosen = [by_name[name] for name in layers]
     for layer in chosen:
         if not isinstance(layer, _LORA_LAYERS):
-            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) does not support LoRA.")
+            raise ValueError(
+                f"layer {layer.name!r} ({type(layer).__name__}) does not support LoRA."
+            )
     _also_train(model, chosen)
     for layer in chosen:
         layer.enable_lora(rank, lora_alpha=lora_alpha)

@@ -1,5 +1,6 @@
-"""`fine_tune`: the two-phase recipe, a new head on the frozen backbone, then everything at a low rate."""
-
+"""`fine_tune`: the two-phase recipe, a new head on the frozen backbone, then everything at a low
+rate.
+"""
 
 import keras
 
@@ -10,11 +11,22 @@ from keras_transfer.finetune.freezing import leaf_layers
 from keras_transfer.finetune.freezing import unfreeze
 
 
-
-
-def fine_tune(backbone, head, train_data, validation_data=None, head_epochs=5, fine_tune_epochs=5,
-              unfreeze_top=None, learning_rate=1e-3, fine_tune_learning_rate=1e-4, loss=None,
-              metrics=("accuracy",), batch_size=32, batch_norm="frozen", verbose="auto"):
+def fine_tune(
+    backbone,
+    head,
+    train_data,
+    validation_data=None,
+    head_epochs=5,
+    fine_tune_epochs=5,
+    unfreeze_top=None,
+    learning_rate=1e-3,
+    fine_tune_learning_rate=1e-4,
+    loss=None,
+    metrics=("accuracy",),
+    batch_size=32,
+    batch_norm="frozen",
+    verbose="auto",
+):
     """The two-phase recipe: train a new head on the frozen backbone, then unfreeze the top.
 
     Phase 1 freezes the backbone and fits the head at `learning_rate`; phase 2
@@ -41,7 +53,8 @@ def fine_tune(backbone, head, train_data, validation_data=None, head_epochs=5, f
         inputs -> backbone -> head.
 
     Example:
-    >>> model, histories = fine_tune(backbone, keras.layers.Dense(5), (x, y), head_epochs=10)  # doctest: +SKIP
+    >>> head = keras.layers.Dense(5)  # doctest: +SKIP
+    >>> model, histories = fine_tune(backbone, head, (x, y), head_epochs=10)  # doctest: +SKIP
     """
     from keras_transfer.features import stack
 
@@ -51,9 +64,14 @@ def fine_tune(backbone, head, train_data, validation_data=None, head_epochs=5, f
     if unfreeze_top is not None:
         available = len(_weighted(leaf_layers(backbone)))
         if unfreeze_top > available:
-            raise ValueError(f"unfreeze_top={unfreeze_top} exceeds the {available} layers with weights in the backbone.")
+            raise ValueError(
+                f"unfreeze_top={unfreeze_top} exceeds the {available} layers with weights in the "
+                "backbone."
+            )
     if not isinstance(head, keras.Model):
-        head = keras.Sequential([keras.Input(tuple(backbone.outputs[0].shape[1:])), head], name="head")
+        head = keras.Sequential(
+            [keras.Input(tuple(backbone.outputs[0].shape[1:])), head], name="head"
+        )
     model = stack(backbone, head)
     require_one_machine(model.distribute_strategy, "fine_tune")
     loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -72,5 +90,7 @@ def fine_tune(backbone, head, train_data, validation_data=None, head_epochs=5, f
     else:
         unfreeze(backbone, top=unfreeze_top, batch_norm=batch_norm)
     model.compile(keras.optimizers.Adam(fine_tune_learning_rate), loss, metrics=list(metrics))
-    tune_history = model.fit(initial_epoch=head_epochs, epochs=head_epochs + fine_tune_epochs, **fit_args)
+    tune_history = model.fit(
+        initial_epoch=head_epochs, epochs=head_epochs + fine_tune_epochs, **fit_args
+    )
     return model, {"head": head_history, "fine_tune": tune_history}
