@@ -1,26 +1,23 @@
 """The table of adaptation methods the harness runs (tests/test_adapters.py,
 tests/test_distribute.py).
 
-One row per `keras_transfer.adapt.Adapter` configuration: a name and a function of (backbone,
+One row per `keras_transfer.adapt.Adapter` configuration: a name and a callable of (backbone,
 classifier) that builds it. A new method adds its row here; tests/test_adapters.py fails until
 every Adapter subclass has one.
 """
+
+from functools import partial
 
 import keras
 
 from keras_transfer import adapt
 
 ADAPTERS = {
-    "dann": lambda backbone, classifier: adapt.DANN(backbone, classifier, lambda_=0.3),
-    "mmd": lambda backbone, classifier: adapt.DiscrepancyAdapter(
-        backbone, classifier, "mmd", weight=0.3
-    ),
-    "coral_at_fc": lambda backbone, classifier: adapt.DiscrepancyAdapter(
-        backbone, classifier, "coral", weight=1.0, layers=["fc"]
-    ),
-    "cmd": lambda backbone, classifier: adapt.DiscrepancyAdapter(
-        backbone, classifier, "cmd", weight=0.3
-    ),
+    "dann": partial(adapt.DANN, lambda_=0.3),
+    "mmd": partial(adapt.DiscrepancyAdapter, discrepancy="mmd", weight=0.3),
+    "coral_at_fc": partial(adapt.DiscrepancyAdapter, discrepancy="coral", layers=["fc"]),
+    "cmd": partial(adapt.DiscrepancyAdapter, discrepancy="cmd", weight=0.3),
+    "mcc": adapt.MCC,
 }
 
 

@@ -226,3 +226,41 @@ def test_importance_weighted_risk_estimates_the_loss_where_the_target_lives(rng)
         importance_weighted_risk(np.ones(5), source, target)
     with pytest.raises(ValueError, match="NaN"):
         importance_weighted_risk(np.full(3000, np.nan), source, target)
+
+
+# --- MCC's class confusion -------------------------------------------------------------
+
+
+def test_class_confusion_is_zero_when_certain_and_largest_when_uniform(rng):
+    from keras_transfer.adapt.mcc import class_confusion
+
+    certain = np.eye(5, dtype="float32")[rng.integers(0, 5, 64)] * 40.0
+    assert float(class_confusion(certain, temperature=2.5)) < 1e-4
+    uniform = np.zeros((64, 5), "float32")  # every class equally likely: all mass off-diagonal
+    assert float(class_confusion(uniform)) == pytest.approx(4 / 5, rel=1e-6)
+    logits = rng.normal(size=(64, 5)).astype("float32") * 3
+    value = float(class_confusion(logits))
+    assert 0 < value < 4 / 5
+    # Per paper: a sample weighted by 1 + exp(-entropy), weights normalised to mean 1; the
+    # class correlation's rows normalised to sum 1; the mean off-diagonal mass.
+    p = np.exp(logits / 2.5) / np.exp(logits / 2.5).sum(1, keepdims=True)
+    w = 1 + np.exp((p * np.log(p + 1e-5)).sum(1))
+    w = len(p) * w / w.sum()
+    c = (p * w[:, None]).T @ p
+    c = c / c.sum(1, keepdims=True)
+    assert value == pytest.approx((c.sum() - np.trace(c)) / 5, rel=1e-5)
+    shuffled = logits[rng.permutation(64)][:, [2, 0, 1, 4, 3]]
+    assert float(class_confusion(shuffled)) == pytest.approx(value, rel=1e-5)
+
+
+def test_mcc_refuses_a_bad_temperature_or_weight():
+    from keras_transfer import adapt
+    from tests.adapters import digit_networks
+
+    for kwargs, name in (
+        ({"temperature": 0.0}, "temperature"),
+        ({"confusion_weight": -1.0}, "confusion_weight"),
+        ({"temperature": float("nan")}, "temperature"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            adapt.MCC(*digit_networks(), **kwargs)

@@ -51,12 +51,11 @@ def identity_classifier(table):
 def test_generalized_evaluation_counts_per_class_and_harmonic_mean():
     table = np.eye(4, dtype="float32")  # class c scores feature c
     seen = [0, 1]
-    # Images of class 0 (2: right, wrong->1), class 1 (1 right), class 2 (2: right, wrong->0), class
-    # 3 (1, wrong->2)
+    # Images of class 0 (2: right, wrong->1), class 1 (1 right), class 2 (2: right, wrong->0),
+    # class 3 (1, wrong->2)
     x = np.eye(4, dtype="float32")[[0, 1, 1, 2, 0, 2]]
-    x[4, 3] = (
-        0.1  # a class-2 image predicted as seen class 0, and as unseen class 3 among unseen ones
-    )
+    # a class-2 image predicted as seen class 0, and as unseen class 3 among unseen ones:
+    x[4, 3] = 0.1
     y = np.array([0, 0, 1, 2, 2, 3])
     result = zero_shot_evaluation(identity_classifier(table), x, y, table, seen)
     assert result["seen"] == pytest.approx((0.5 + 1.0) / 2)

@@ -1,4 +1,4 @@
-"""Domain adaptation: gradient reversal (DANN), MMD, CORAL, CMD, re-weighting, proxy A-distance.
+"""Domain adaptation: DANN, MMD, CORAL, CMD, MCC, re-weighting, proxy A-distance.
 
 Each method is one file on the `Adapter` base (adapter.py) and one import line here.
 """
@@ -12,21 +12,7 @@ from keras_transfer.adapt.losses import Discrepancy
 from keras_transfer.adapt.losses import cmd
 from keras_transfer.adapt.losses import coral
 from keras_transfer.adapt.losses import mmd
+from keras_transfer.adapt.mcc import MCC
 from keras_transfer.adapt.metrics import proxy_a_distance
 from keras_transfer.adapt.reweight import importance_weighted_risk
 from keras_transfer.adapt.reweight import importance_weights
-
-__all__ = [
-    "Adapter",
-    "DANN",
-    "DANNSchedule",
-    "Discrepancy",
-    "DiscrepancyAdapter",
-    "GradientReversal",
-    "cmd",
-    "coral",
-    "importance_weighted_risk",
-    "importance_weights",
-    "mmd",
-    "proxy_a_distance",
-]
