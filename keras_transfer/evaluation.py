@@ -131,9 +131,9 @@ def classification_report(model_or_outputs, data, class_names=None):
 def _save_figure(figure, path, overwrite):
     import matplotlib.pyplot as plt
 
-    path = check_target(path, overwrite)
+    path = check_target(path, overwrite, "png")
     try:
-        with atomic_file(path, suffix=".png") as temporary:
+        with atomic_file(path, suffix=".png", overwrite=overwrite, kind="png") as temporary:
             figure.savefig(temporary, dpi=120, bbox_inches="tight")
     finally:
         plt.close(figure)

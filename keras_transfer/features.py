@@ -76,7 +76,7 @@ def extract_features(backbone, x, cache_dir=None, batch_size=256):
         return np.load(path, allow_pickle=False)
     features = _compute(backbone, x, batch_size)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with atomic_file(path) as temporary, open(temporary, "wb") as f:
+    with atomic_file(path, kind="npy") as temporary, open(temporary, "wb") as f:
         np.save(f, features, allow_pickle=False)
     return features
 

@@ -123,18 +123,28 @@ def test_nothing_is_overwritten_without_permission(trained_digits_model, tmp_pat
     with pytest.raises(FileExistsError, match="overwrite=True"):
         export_tflite(trained_digits_model, target)
     assert target.read_bytes() == b"keep me"
-    export_tflite(trained_digits_model, target, overwrite=True)
-    assert load_tflite(target) is not None
+    # overwrite=True replaces only what the toolkit writes: "keep me" is not a TFLite model.
+    with pytest.raises(FileExistsError, match="not a tflite file"):
+        export_tflite(trained_digits_model, target, overwrite=True)
+    assert target.read_bytes() == b"keep me"
+    target.unlink()
+    export_tflite(trained_digits_model, target)
+    first = target.read_bytes()
+    export_tflite(trained_digits_model, target, quantization="float16", overwrite=True)
+    assert load_tflite(target) is not None and target.read_bytes() != first
 
     folder = tmp_path / "served"
     folder.mkdir()
     (folder / "note.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="overwrite=True"):
         export_saved_model(trained_digits_model, folder)
+    with pytest.raises(FileExistsError, match="not a SavedModel"):
+        export_saved_model(trained_digits_model, folder, overwrite=True)
     assert (folder / "note.txt").read_text() == "keep me"
-    export_saved_model(trained_digits_model, folder, overwrite=True)
-    assert not (folder / "note.txt").exists()
-    assert (folder / "saved_model.pb").exists()
+    served = tmp_path / "served_model"
+    export_saved_model(trained_digits_model, served)
+    export_saved_model(trained_digits_model, served, overwrite=True)
+    assert (served / "saved_model.pb").exists()
 
 
 def not_convertible_to_builtin_ops():

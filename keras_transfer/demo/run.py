@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import shutil
 
 from keras_transfer.demo.exports import export_quantize_aware_stage
 from keras_transfer.demo.exports import export_saved_model_stage
@@ -124,6 +125,30 @@ STAGES = (
 )
 
 
+# What a run writes in its folder; `overwrite=True` removes a folder that holds nothing else.
+RUN_FILES = frozenset({
+    "teacher.keras", "student.keras", "saved_model", "student_float32.tflite",
+    "student_int8.tflite", "student_int8_qat.tflite", "demo_report.json", "demo_report.png",
+    "confusion_int8.png", "adaptation_embedding.png", "adaptation_curves.png",
+})  # fmt: skip
+
+
+def _remove_earlier_run(folder):
+    """Removes an earlier run's folder; refuses one that holds anything the demo did not write."""
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        raise FileExistsError(f"{folder!r} is not a demo run's folder; it is left as it is.")
+    staging = tuple(f".{name}.tmp-" for name in RUN_FILES)
+    foreign = sorted(
+        n for n in os.listdir(folder) if n not in RUN_FILES and not n.startswith(staging)
+    )
+    if foreign:
+        raise FileExistsError(
+            f"{folder!r} holds files the demo did not write ({foreign[:5]}); overwrite=True "
+            "replaces only an earlier demo run, so it is left as it is. Choose another out folder."
+        )
+    shutil.rmtree(folder)
+
+
 def run_demo(data="digits", out="export", settings=None, overwrite=False, fashion_path=None):
     """Runs every stage of `STAGES` and writes the models, the JSON report and its figures.
 
@@ -134,7 +159,8 @@ def run_demo(data="digits", out="export", settings=None, overwrite=False, fashio
         data: "digits" (no download) or "fashion_mnist".
         out: folder for the run; the run writes into `out/demo-<data>/`.
         settings: a `DemoSettings`; the default suits `data`.
-        overwrite: replace the files of an earlier run in the same folder.
+        overwrite: replace an earlier run in the same folder (a folder holding files the
+            demo did not write is never replaced).
         fashion_path: optional folder with the Fashion-MNIST IDX files.
 
     Returns:
@@ -146,15 +172,13 @@ def run_demo(data="digits", out="export", settings=None, overwrite=False, fashio
     """
     settings = settings or default_settings(data)
     folder = os.path.abspath(os.path.join(out, f"demo-{data}"))
-    if os.path.exists(folder):
+    if os.path.lexists(folder):
         if not overwrite:
             raise FileExistsError(
                 f"{folder!r} holds an earlier demo run; pass overwrite=True "
                 "(--overwrite) to replace it, or choose another out folder."
             )
-        import shutil
-
-        shutil.rmtree(folder)
+        _remove_earlier_run(folder)
     task = make_task(
         data, settings.labels_per_class, settings.seed, settings.source_limit, fashion_path
     )

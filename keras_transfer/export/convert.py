@@ -62,7 +62,8 @@ def export_saved_model(model, path, overwrite=False):
     Args:
         model: a built Keras 3 model.
         path: the folder to create.
-        overwrite: replace an existing folder at `path`.
+        overwrite: replace a SavedModel folder at `path` (a folder that is not a
+            SavedModel, or holds other files, is never replaced).
 
     Returns:
         An `ExportReport`. `tf.saved_model.load(path).serve(x)` gives the model's outputs.
@@ -71,11 +72,11 @@ def export_saved_model(model, path, overwrite=False):
     >>> report = export_saved_model(model, "export/student")  # doctest: +SKIP
     """
     _check_model(model)
-    path = check_target(path, overwrite)
+    path = check_target(path, overwrite, "saved_model")
     with staging_dir(path) as staging:
         saved = os.path.join(staging, "saved_model")
         _write_saved_model(model, saved)
-        replace_path(saved, path)
+        replace_path(saved, path, overwrite, "saved_model")
     return ExportReport(path=path, format="saved_model", size_bytes=_size_of(path))
 
 
@@ -102,7 +103,8 @@ def export_tflite(
             The first 200 examples are used.
         int8_io: with "int8", make the input and output tensors int8 too (what
             integer-only accelerators need); otherwise they stay float32.
-        overwrite: replace an existing file at `path`.
+        overwrite: replace a `.tflite` model at `path` (anything else there is never
+            replaced).
 
     Returns:
         An `ExportReport` with size, dtypes and input/output quantization.
@@ -134,7 +136,7 @@ def export_tflite(
                 "inputs to calibrate activation ranges."
             )
         calibration = _calibration_examples(representative_data, model.inputs[0].shape)
-    path = check_target(path, overwrite)
+    path = check_target(path, overwrite, "tflite")
     with staging_dir(path) as staging:
         if quantize_aware:
             # Ranges come from training; the SavedModel route would ask for calibration data.
@@ -154,7 +156,7 @@ def export_tflite(
         with open(staged_file, "wb") as f:
             f.write(flatbuffer)
         report = _describe_tflite(staged_file, quantization)
-        replace_path(staged_file, path)
+        replace_path(staged_file, path, overwrite, "tflite")
     return dataclasses.replace(report, path=path)
 
 
