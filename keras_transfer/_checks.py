@@ -39,3 +39,38 @@ def require_labels(y, n, name):
             f"{name} must be class indices (n,) or one-hot rows (n, classes), got shape {y.shape}."
         )
     return y
+
+
+def require_number(value, argument, minimum=0.0, above=False, maximum=None, integer=False):
+    """Returns `value` as a float (an int with `integer`) if it is a finite number in range.
+
+    Python and numpy numbers are accepted alike; booleans, NaN and inf are not.
+
+    Args:
+        value: the hyper-parameter.
+        argument: its name, for the message.
+        minimum: the smallest value allowed (None: no bound).
+        above: `value` must exceed `minimum` rather than reach it.
+        maximum: the largest value allowed (None: no bound).
+        integer: `value` must be a whole number.
+
+    Raises:
+        ValueError: naming `argument`, what was expected and what came.
+
+    Example:
+    >>> require_number(np.float32(2.0), "temperature", above=True)
+    2.0
+    """
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    number = isinstance(value, kinds) and not isinstance(value, (bool, np.bool_))
+    if not number or not np.isfinite(value):
+        expected = "a whole number" if integer else "a finite number"
+        raise ValueError(f"{argument} must be {expected}; got {value!r}.")
+    too_low = minimum is not None and (value <= minimum if above else value < minimum)
+    if too_low or (maximum is not None and value > maximum):
+        low = "" if minimum is None else (f"> {minimum:g}" if above else f">= {minimum:g}")
+        high = "" if maximum is None else f"<= {maximum:g}"
+        raise ValueError(
+            f"{argument} must be {' and '.join(b for b in (low, high) if b)}; got {value!r}."
+        )
+    return int(value) if integer else float(value)

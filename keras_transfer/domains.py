@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_transfer._checks import require_finite
 from keras_transfer._checks import require_labels
+from keras_transfer._checks import require_number
 
 
 def domain_pairs(source, target, batch_size=32, seed=None, shuffle=True):
@@ -39,8 +40,7 @@ def domain_pairs(source, target, batch_size=32, seed=None, shuffle=True):
             f"{type(target).__name__} of {len(target)} items. Target labels are not "
             "used for unsupervised adaptation: keep them for evaluation."
         )
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    require_number(batch_size, "batch_size", minimum=1, integer=True)
     x_source, y_source = (np.asarray(a) for a in source)
     x_target = np.asarray(target)
     for name, x in (("source", x_source), ("target", x_target)):

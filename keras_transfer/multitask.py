@@ -14,6 +14,7 @@ import tensorflow as tf
 from keras_transfer._checks import require_finite
 from keras_transfer._checks import require_labels
 from keras_transfer._checks import require_layer
+from keras_transfer._checks import require_number
 from keras_transfer._custom_step import CustomStepModel
 from keras_transfer._custom_step import StepTerms
 from keras_transfer._training import global_sum
@@ -52,8 +53,7 @@ def task_batches(tasks, batch_size=32, sampling="round_robin", seed=None):
     """
     if sampling not in SAMPLING:
         raise ValueError(f"sampling must be one of {SAMPLING}; got {sampling!r}.")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+    require_number(batch_size, "batch_size", minimum=1, integer=True)
     arrays = _check_tasks(tasks, batch_size)
     templates = {name: (y.shape[1:], y.dtype) for name, (_, y) in arrays.items()}
     streams = []

@@ -149,6 +149,70 @@ CASES = [
         "temperature",
         (),
     ),
+    # hyper-parameters: NaN, inf, negative, booleans and zero batches are refused by name
+    (
+        "Distiller: temperature NaN",
+        lambda m, d: kt.Distiller(m, m, temperature=float("nan")),
+        ValueError,
+        "temperature must be a finite number",
+        (),
+    ),
+    (
+        "Distiller: negative hint_weight",
+        lambda m, d: kt.Distiller(m, m, hint_weight=-1.0),
+        ValueError,
+        "hint_weight must be >= 0",
+        (),
+    ),
+    (
+        "DANN: negative domain_weight",
+        lambda m, d: adapt.DANN(_features(m), keras.layers.Dense(4), domain_weight=-1.0),
+        ValueError,
+        "domain_weight must be >= 0",
+        (),
+    ),
+    (
+        "DiscrepancyAdapter: negative weight",
+        lambda m, d: adapt.DiscrepancyAdapter(_features(m), keras.layers.Dense(4), weight=-0.3),
+        ValueError,
+        "weight must be >= 0",
+        (),
+    ),
+    (
+        "DANNSchedule: negative lambda_max",
+        lambda m, d: adapt.DANNSchedule(lambda_max=-1.0),
+        ValueError,
+        "lambda_max must be >= 0",
+        (),
+    ),
+    (
+        "fine_tune: negative learning rate",
+        lambda m, d: kt.fine_tune(_features(m), keras.layers.Dense(4), (X, Y), learning_rate=-1e-3),
+        ValueError,
+        "learning_rate must be > 0",
+        (),
+    ),
+    (
+        "fine_tune: boolean epochs",
+        lambda m, d: kt.fine_tune(_features(m), keras.layers.Dense(4), (X, Y), head_epochs=True),
+        ValueError,
+        "head_epochs must be a whole number",
+        (),
+    ),
+    (
+        "fine_tune: batch_norm checked before training",
+        lambda m, d: kt.fine_tune(_features(m), keras.layers.Dense(4), (X, Y), batch_norm="x"),
+        ValueError,
+        "batch_norm must be",
+        (),
+    ),
+    (
+        "domain_pairs: batch_size 0",
+        lambda m, d: kt.domain_pairs((X, Y), X, batch_size=0),
+        ValueError,
+        "batch_size must be >= 1",
+        (),
+    ),
     (
         "distill_quantize_aware: y length",
         lambda m, d: kt.distill_quantize_aware(m, m, X, Y[:3]),
@@ -547,3 +611,10 @@ def test_bad_input_raises_a_named_error_and_leaves_nothing_behind(
 def test_the_readme_states_the_number_of_cases():
     readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")).read()
     assert f"{len(CASES)} bad-input cases" in readme
+
+
+def test_numpy_numbers_are_taken_where_python_numbers_are(model):
+    distiller = kt.Distiller(model, model, temperature=np.float32(2.0), alpha=np.float64(0.5))
+    assert distiller.temperature == 2.0 and distiller.alpha == 0.5
+    assert adapt.DANNSchedule(lambda_max=np.float32(0.5)).lambda_max == 0.5
+    assert len(list(kt.domain_pairs((X, Y), X, batch_size=np.int64(8)))) == 2

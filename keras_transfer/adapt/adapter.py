@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from keras_transfer._checks import require_layer
+from keras_transfer._checks import require_number
 from keras_transfer._custom_step import CustomStepModel
 from keras_transfer._custom_step import StepTerms
 
@@ -112,7 +113,7 @@ class Adapter(CustomStepModel):
         self.feature_extractor = feature_extractor
         self.classifier = classifier
         self.loss_terms = ("task_loss", *self.adaptation_terms)
-        self._create_strength(float(strength))
+        self._create_strength(strength)
         self.built = (
             feature_extractor.built and classifier.built
         )  # the rest builds at the first step
@@ -128,7 +129,7 @@ class Adapter(CustomStepModel):
     def _create_strength(self, initial):
         self._strength = self.add_weight(
             shape=(),
-            initializer=keras.initializers.Constant(initial),
+            initializer=keras.initializers.Constant(require_number(initial, "strength")),
             trainable=False,
             name="strength",
         )

@@ -4,6 +4,8 @@ import math
 
 import keras
 
+from keras_transfer._checks import require_number
+
 
 class DANNSchedule(keras.callbacks.Callback):
     """Sets lambda_p = 2/(1+exp(−gamma·p)) − 1 and lr = mu_0/(1+alpha·p)^beta before each step.
@@ -34,8 +36,11 @@ class DANNSchedule(keras.callbacks.Callback):
         schedule_learning_rate=True,
     ):
         super().__init__()
-        self.mu_0, self.gamma, self.alpha, self.beta = mu_0, float(gamma), float(alpha), float(beta)
-        self.lambda_max = float(lambda_max)
+        self.mu_0 = None if mu_0 is None else require_number(mu_0, "mu_0", above=True)
+        self.gamma = require_number(gamma, "gamma")
+        self.alpha = require_number(alpha, "alpha")
+        self.beta = require_number(beta, "beta")
+        self.lambda_max = require_number(lambda_max, "lambda_max")
         self.schedule_learning_rate = bool(schedule_learning_rate)
         self.history = []
 

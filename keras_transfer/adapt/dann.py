@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_transfer._checks import require_number
 from keras_transfer.adapt.adapter import Adapter
 from keras_transfer.adapt.adapter import feature_shape
 from keras_transfer.adapt.domain import check_discriminator
@@ -54,7 +55,7 @@ class DANN(Adapter):
         super().__init__(feature_extractor, classifier, strength=lambda_, **kwargs)
         self.discriminator = discriminator or default_discriminator()
         check_discriminator(self.discriminator, feature_shape(self.feature_extractor))
-        self.domain_weight = float(domain_weight)
+        self.domain_weight = require_number(domain_weight, "domain_weight")
 
     def _create_strength(self, initial):
         # The strength lives in the reversal layer, where files saved by the first release have it.

@@ -5,6 +5,7 @@ CMD).
 import keras
 import tensorflow as tf
 
+from keras_transfer._checks import require_number
 from keras_transfer._training import gather_replicas
 from keras_transfer.adapt.adapter import Adapter
 from keras_transfer.adapt.losses import DISCREPANCIES
@@ -46,7 +47,7 @@ class DiscrepancyAdapter(Adapter):
         super().__init__(feature_extractor, classifier, **kwargs)
         self._discrepancy_fn = get_discrepancy(discrepancy)
         self.discrepancy = discrepancy
-        self.weight = float(weight)
+        self.weight = require_number(weight, "weight")
         self.options = dict(options or {})
         self.layers_to_align = list(layers or [])
         self.uses_target_logits = bool(self.layers_to_align)

@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_transfer._checks import require_number
+
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class GradientReversal(keras.layers.Layer):
@@ -29,9 +31,7 @@ class GradientReversal(keras.layers.Layer):
 
     def __init__(self, lambda_=1.0, **kwargs):
         super().__init__(**kwargs)
-        lambda_ = float(lambda_)
-        if lambda_ < 0:
-            raise ValueError(f"lambda_ must be >= 0; got {lambda_}.")
+        lambda_ = require_number(lambda_, "lambda_")
         self.lambda_ = self.add_weight(
             shape=(),
             initializer=keras.initializers.Constant(lambda_),

@@ -1,10 +1,9 @@
 """MCC: minimum class confusion on the target predictions (Jin et al. 2020)."""
 
-import math
-
 import keras
 import tensorflow as tf
 
+from keras_transfer._checks import require_number
 from keras_transfer._training import gather_replicas
 from keras_transfer.adapt.adapter import Adapter
 
@@ -68,14 +67,9 @@ class MCC(Adapter):
     def __init__(
         self, feature_extractor, classifier, temperature=2.5, confusion_weight=1.0, **kwargs
     ):
-        for name, value in (("temperature", temperature), ("confusion_weight", confusion_weight)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
-        if temperature == 0:
-            raise ValueError("temperature must be > 0; got 0.")
         super().__init__(feature_extractor, classifier, **kwargs)
-        self.temperature = float(temperature)
-        self.confusion_weight = float(confusion_weight)
+        self.temperature = require_number(temperature, "temperature", above=True)
+        self.confusion_weight = require_number(confusion_weight, "confusion_weight")
 
     def adaptation_loss(self, batch):
         confusion = class_confusion(gather_replicas(batch.target.logits), self.temperature)

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from keras_transfer._checks import require_layer
+from keras_transfer._checks import require_number
 from keras_transfer._custom_step import CustomStepModel
 from keras_transfer._custom_step import StepTerms
 from keras_transfer._training import ends_in_softmax
@@ -38,10 +39,11 @@ TEACHER_OUTPUTS = ("logits", "probabilities")
 def check_teacher_and_student(teacher, student, temperature, alpha, teacher_outputs):
     require_layer(teacher, "teacher")
     require_layer(student, "student")
-    if not isinstance(temperature, (int, float)) or temperature <= 0:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}.")
-    if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}.")
+    require_number(temperature, "temperature", above=True)
+    try:
+        require_number(alpha, "alpha", maximum=1.0)
+    except ValueError:
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}.") from None
     if teacher_outputs not in TEACHER_OUTPUTS:
         raise ValueError(
             f"teacher_outputs must be one of {TEACHER_OUTPUTS}, got {teacher_outputs!r}."
@@ -198,7 +200,7 @@ class Distiller(CachedTeacherFit, CustomStepModel):
         self._strategies = _as_list(distillation_loss)
         self._distillation = distillation_strategies(self._strategies, self.temperature)
         self.hints = [tuple(pair) for pair in (hints or [])]
-        self.hint_weight = float(hint_weight)
+        self.hint_weight = require_number(hint_weight, "hint_weight")
         self.teacher_outputs = teacher_outputs
         self.cache_teacher = bool(cache_teacher)
         self.teacher.trainable = False

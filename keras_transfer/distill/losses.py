@@ -11,6 +11,8 @@ import keras
 import numpy as np  # noqa: F401  (doctest examples)
 import tensorflow as tf
 
+from keras_transfer._checks import require_number
+
 
 def kl_distillation_loss(teacher_logits, student_logits, temperature, sample_weight=None):
     """KL(softmax(t/T) || softmax(s/T)) * T^2, averaged over the batch (Hinton et al. 2015).
@@ -94,9 +96,7 @@ class KLDistillation(WeightedDistillationLoss):
     """
 
     def __init__(self, temperature=4.0):
-        if not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ValueError(f"temperature must be a number > 0, got {temperature!r}.")
-        self.temperature = float(temperature)
+        self.temperature = require_number(temperature, "temperature", above=True)
 
     def compute_loss(self, teacher_outputs, student_outputs, sample_weight=None, **kwargs):
         return kl_distillation_loss(

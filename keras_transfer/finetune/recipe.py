@@ -4,6 +4,7 @@ rate.
 
 import keras
 
+from keras_transfer._checks import require_number
 from keras_transfer._training import require_one_machine
 from keras_transfer.finetune.freezing import _weighted
 from keras_transfer.finetune.freezing import freeze
@@ -59,9 +60,17 @@ def fine_tune(
     from keras_transfer.features import stack
 
     for name, value in (("head_epochs", head_epochs), ("fine_tune_epochs", fine_tune_epochs)):
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int; got {value!r}.")
+        require_number(value, name, integer=True)
+    for name, value in (
+        ("learning_rate", learning_rate),
+        ("fine_tune_learning_rate", fine_tune_learning_rate),
+    ):
+        require_number(value, name, above=True)
+    require_number(batch_size, "batch_size", minimum=1, integer=True)
+    if batch_norm not in ("frozen", "train"):
+        raise ValueError(f"batch_norm must be 'frozen' or 'train'; got {batch_norm!r}.")
     if unfreeze_top is not None:
+        require_number(unfreeze_top, "unfreeze_top", integer=True)
         available = len(_weighted(leaf_layers(backbone)))
         if unfreeze_top > available:
             raise ValueError(
