@@ -17,14 +17,21 @@ def per_replica(loss):
 
 
 def ends_in_softmax(model):
-    """Whether a model's last layer turns its outputs into probabilities."""
-    if not getattr(model, "layers", None):
+    """Whether a model's last operation turns its outputs into probabilities.
+
+    Looks into nested models (a Sequential head inside a functional model) and
+    sees a Softmax layer, an activation="softmax" layer and `keras.ops.softmax`.
+    """
+    operations = getattr(model, "operations", None) or getattr(model, "layers", None)
+    if not operations:
         return False
-    last = model.layers[-1]
+    last = operations[-1]
+    if getattr(last, "operations", None) or getattr(last, "layers", None):
+        return ends_in_softmax(last)
     if type(last).__name__ == "Softmax":
         return True
-    activation = last.get_config().get("activation") if hasattr(last, "get_config") else None
-    return activation == "softmax"
+    activation = getattr(last, "activation", None)
+    return getattr(activation, "__name__", None) == "softmax"
 
 
 def replica_count():

@@ -108,6 +108,12 @@ def _evaluate(args):
     from keras_transfer import export
 
     x, y = _load_npz(args.data, "--data", args.key)
+    if y is not None and y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]  # (n, 1) labels compared with (n,) predictions would broadcast to (n, n)
+    if y is not None and (y.ndim != 1 or len(y) != len(x)):
+        raise ValueError(
+            f"--data y must hold one label per example, shape ({len(x)},); got {y.shape}."
+        )
     if args.keras is not None:
         model = _load_keras_model(args.keras, args.unsafe)
         print(export.compare(args.model, model, (x, y) if y is not None else x))

@@ -230,6 +230,12 @@ def load_usps(path, split="train"):
             f"{path!r} split {split!r} holds data {data.shape} and target "
             f"{target.shape}; expected (n, 256) and (n,)."
         )
+    whole = np.all(np.isfinite(target)) and np.all(np.mod(target, 1) == 0)
+    if target.ndim != 1 or not whole or target.min() < 0 or target.max() > 9:
+        raise ValueError(
+            f"{path!r} split {split!r} holds targets outside the digits 0-9 "
+            f"(range {target.min()} to {target.max()}); it is not the USPS file."
+        )
     return np.clip(data, 0.0, 1.0).reshape(-1, 16, 16, 1), target.astype("int32")
 
 

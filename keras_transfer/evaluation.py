@@ -99,6 +99,10 @@ def classification_report(model_or_outputs, data, class_names=None):
         raise ValueError(
             f"labels must be integers in [0, {classes}); got range [{y.min()}, {y.max()}]."
         )
+    if class_names is not None and len(class_names) != classes:
+        raise ValueError(
+            f"class_names must name the {classes} classes of the outputs; got {len(class_names)}."
+        )
     predicted = scores.argmax(axis=1)
     matrix = np.zeros((classes, classes), dtype="int64")
     np.add.at(matrix, (y, predicted), 1)

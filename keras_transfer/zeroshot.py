@@ -172,7 +172,8 @@ def zero_shot_evaluation(
         model: a trained `ZeroShotClassifier`.
         x, y: test images and their classes, as row indices of `class_attributes`.
         class_attributes: (C, a) attribute table of all classes, seen and unseen.
-        seen_classes: the rows of the classes trained on; the others are unseen.
+        seen_classes: the rows of the classes trained on (indices, or a boolean mask
+            over the rows); the others are unseen.
         calibration: subtracted from seen classes' scores in the generalized
             setting (calibrated stacking, Chao et al. 2016); 0 for none.
         batch_size: prediction batch size.
@@ -188,6 +189,14 @@ def zero_shot_evaluation(
     """
     table = _attribute_table(class_attributes)
     y = np.asarray(y).reshape(-1)
+    mask = np.asarray(seen_classes)
+    if mask.dtype == bool:  # a mask over the rows of class_attributes, not class indices
+        if mask.shape != (len(table),):
+            raise ValueError(
+                f"a boolean seen_classes must mark each of the {len(table)} classes; "
+                f"got shape {mask.shape}."
+            )
+        seen_classes = np.flatnonzero(mask)
     seen = sorted(set(int(c) for c in seen_classes))
     unseen = [c for c in range(len(table)) if c not in seen]
     if not unseen or not seen or max(seen) >= len(table) or min(seen) < 0:

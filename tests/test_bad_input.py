@@ -52,6 +52,22 @@ def _corrupt_idx(folder):
     return os.path.join(folder, "mnist")
 
 
+def _ops_softmax(model):
+    inputs = keras.Input((8, 8, 1))
+    return keras.Model(inputs, keras.ops.softmax(model(inputs)))
+
+
+def _usps_with_targets(folder, targets):
+    import h5py
+
+    path = os.path.join(folder, "usps.h5")
+    with h5py.File(path, "w") as f:
+        for split in ("train", "test"):
+            f.create_dataset(f"{split}/data", data=np.zeros((len(targets), 256), "float32"))
+            f.create_dataset(f"{split}/target", data=np.asarray(targets, "float32"))
+    return path
+
+
 X = np.zeros((16, 8, 8, 1), "float32")
 Y = np.arange(16, dtype="int32") % 4
 NAN = np.full((16, 8, 8, 1), np.nan, "float32")
@@ -212,6 +228,44 @@ CASES = [
         ValueError,
         "batch_size must be >= 1",
         (),
+    ),
+    # outputs of the wrong kind for the loss, and labels or names that do not fit
+    (
+        "fine_tune: softmax head with a from_logits loss",
+        lambda m, d: kt.fine_tune(
+            _features(m), keras.Sequential([keras.layers.Dense(4, activation="softmax")]), (X, Y)
+        ),
+        ValueError,
+        "head ends in softmax",
+        (),
+    ),
+    (
+        "Distiller: student ending in keras.ops.softmax",
+        lambda m, d: kt.Distiller(m, _ops_softmax(m)),
+        ValueError,
+        "student.*softmax",
+        (),
+    ),
+    (
+        "classification_report: class_names length",
+        lambda m, d: kt.classification_report(np.eye(4)[Y], Y, class_names=["a", "b"]),
+        ValueError,
+        "class_names must name the 4 classes",
+        (),
+    ),
+    (
+        "mmd: one sample",
+        lambda m, d: adapt.mmd(np.zeros((1, 3), "float32"), np.ones((1, 3), "float32")),
+        ValueError,
+        "at least 2 samples",
+        (),
+    ),
+    (
+        "load_usps: targets outside 0-9",
+        lambda m, d: kt.load_usps(_usps_with_targets(d, [-3, 0.5]), split="train"),
+        ValueError,
+        "targets outside the digits 0-9",
+        ("usps.h5",),
     ),
     (
         "distill_quantize_aware: y length",
@@ -611,6 +665,14 @@ def test_bad_input_raises_a_named_error_and_leaves_nothing_behind(
 def test_the_readme_states_the_number_of_cases():
     readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")).read()
     assert f"{len(CASES)} bad-input cases" in readme
+
+
+def test_a_boolean_seen_mask_reads_as_the_classes_it_marks():
+    table = np.eye(4, dtype="float32")
+    zsl = kt.ZeroShotClassifier(keras.layers.Identity(), keras.layers.Identity(), table)
+    x, y = np.eye(4, dtype="float32"), np.arange(4)
+    by_mask = kt.zero_shot_evaluation(zsl, x, y, table, np.array([True, True, False, False]))
+    assert by_mask == kt.zero_shot_evaluation(zsl, x, y, table, [0, 1])
 
 
 def test_numpy_numbers_are_taken_where_python_numbers_are(model):

@@ -181,3 +181,21 @@ def test_edge_runner_errors(tmp_path, files):
     assert result.returncode != 0 and "not a valid TFLite model" in result.stderr
     result = run_edge(str(tmp_path / "missing.tflite"), test)
     assert result.returncode != 0 and "MODEL file not found" in result.stderr
+
+
+def test_evaluate_reads_column_labels_as_labels(files, capsys):
+    """y saved as (n, 1) gives the accuracy that (n,) gives, not a broadcast (n, n) comparison."""
+    folder, model_path, _, test = files
+    out = str(folder / "column")
+    assert main(["export", model_path, "--out", out]) == 0
+    tflite = os.path.join(out, "student.tflite")
+    with np.load(test) as archive:
+        x, y = archive["x"], archive["y"]
+    column = str(folder / "column.npz")
+    np.savez(column, x=x, y=y[:, None])
+    capsys.readouterr()
+    accuracies = []
+    for data in (test, column):
+        assert main(["evaluate", tflite, "--data", data, "--runs", "2"]) == 0
+        accuracies.append(capsys.readouterr().out.split("accuracy ")[1].split()[0])
+    assert accuracies[0] == accuracies[1] and float(accuracies[0]) > 0.5

@@ -68,6 +68,9 @@ def mmd(x, y, estimator="biased", kernel_mul=2.0, kernel_num=5):
     True
     """
     x, y = _as_float(x, y)
+    for name, batch in (("x", x), ("y", y)):
+        if batch.shape[0] is not None and batch.shape[0] < 2:
+            raise ValueError(f"mmd needs at least 2 samples in {name}; got {batch.shape[0]}.")
     bandwidths = gaussian_bandwidths(x, y, kernel_mul, kernel_num)
     if estimator == "linear":
         half = tf.shape(x)[0] // 2

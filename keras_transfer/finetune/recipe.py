@@ -5,6 +5,7 @@ rate.
 import keras
 
 from keras_transfer._checks import require_number
+from keras_transfer._training import ends_in_softmax
 from keras_transfer._training import require_one_machine
 from keras_transfer.finetune.freezing import _weighted
 from keras_transfer.finetune.freezing import freeze
@@ -84,6 +85,13 @@ def fine_tune(
     model = stack(backbone, head)
     require_one_machine(model.distribute_strategy, "fine_tune")
     loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    from_logits = getattr(loss, "get_config", dict)().get("from_logits", False)
+    if from_logits and ends_in_softmax(head):
+        raise ValueError(
+            "head ends in softmax (it outputs probabilities) but the loss expects logits "
+            "(from_logits=True, the default): drop the softmax from the head, or pass "
+            "loss=keras.losses.SparseCategoricalCrossentropy()."
+        )
     if isinstance(train_data, tuple):
         fit_args = dict(x=train_data[0], y=train_data[1], batch_size=batch_size)
     else:
