@@ -74,3 +74,32 @@ def require_number(value, argument, minimum=0.0, above=False, maximum=None, inte
             f"{argument} must be {' and '.join(b for b in (low, high) if b)}; got {value!r}."
         )
     return int(value) if integer else float(value)
+
+
+# A model's config.json is a few hundred KB even for large networks; one that inflates past this
+# is refused before Keras parses it (a small hostile archive can unpack to gigabytes).
+MAX_KERAS_CONFIG_BYTES = 64 * 2**20
+
+
+def require_keras_archive(path, argument):
+    """Returns `path` if it is a `.keras` zip archive whose config is of a sane size.
+
+    Raises:
+        ValueError: naming `argument`: not a zip archive, no config.json, or a config that
+            inflates past `MAX_KERAS_CONFIG_BYTES`.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            size = archive.getinfo("config.json").file_size
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ValueError(f"{argument} {path!r} is not a valid .keras archive: {error}.") from error
+    except KeyError:
+        raise ValueError(f"{argument} {path!r} is not a .keras archive: no config.json.") from None
+    if size > MAX_KERAS_CONFIG_BYTES:
+        raise ValueError(
+            f"{argument} {path!r} holds a config of {size / 2**20:.0f} MiB, over the "
+            f"{MAX_KERAS_CONFIG_BYTES // 2**20} MiB a model's config takes; it is not loaded."
+        )
+    return path

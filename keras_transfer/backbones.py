@@ -6,6 +6,7 @@ import os
 
 import keras
 
+from keras_transfer._checks import require_keras_archive
 from keras_transfer.hub import HubLayer
 from keras_transfer.hub import resolve_handle
 
@@ -82,6 +83,7 @@ def _from_string(spec, input_shape, weights, output_layer, trainable):
         _no_weights_argument(weights, "a .keras file")
         if not os.path.isfile(spec):
             raise FileNotFoundError(f"spec {spec!r}: no such .keras file.")
+        require_keras_archive(spec, "spec")
         return _cut(
             keras.saving.load_model(spec, safe_mode=True, compile=False), output_layer, input_shape
         )

@@ -66,6 +66,9 @@ def _load_keras_model(path, unsafe):
         raise ValueError(f"MODEL must be a .keras file saved by model.save(), got {path!r}.")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"MODEL {path!r} is not a valid .keras archive (not a zip file).")
+    from keras_transfer._checks import require_keras_archive
+
+    require_keras_archive(path, "MODEL")
     try:
         return keras.saving.load_model(path, safe_mode=not unsafe)
     except ValueError as error:

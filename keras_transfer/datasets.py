@@ -86,22 +86,27 @@ def read_idx(path):
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            data = f.read()
+            data = f.read(4)
+            if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != _IDX_UBYTE:
+                raise ValueError(
+                    f"{path!r} is not an IDX file of unsigned bytes: its first bytes are "
+                    f"{data[:4].hex() or 'missing'}, expected 0000 08 followed by the rank."
+                )
+            rank = data[3]
+            header = 4 + 4 * rank
+            data += f.read(4 * rank)
+            shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank))
+            expected = header + int(np.prod(shape))
+            # No more than the header declares (and one byte to see padding): a small gzip file
+            # that inflates far past its declared size is not read into memory whole.
+            data += f.read(expected - len(data) + 1)
     except (OSError, EOFError) as error:
         raise ValueError(f"{path!r} is not a readable IDX file: {error}.") from error
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != _IDX_UBYTE:
-        raise ValueError(
-            f"{path!r} is not an IDX file of unsigned bytes: its first bytes are "
-            f"{data[:4].hex() or 'missing'}, expected 0000 08 followed by the rank."
-        )
-    rank = data[3]
-    header = 4 + 4 * rank
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank))
-    expected = header + int(np.prod(shape))
     if len(data) != expected:
         raise ValueError(
             f"{path!r} is truncated or padded: its header declares shape {shape} "
-            f"({expected} bytes), the file has {len(data)} bytes."
+            f"({expected} bytes), the file has {'more' if len(data) > expected else len(data)} "
+            "bytes."
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 

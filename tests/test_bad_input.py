@@ -52,6 +52,36 @@ def _corrupt_idx(folder):
     return os.path.join(folder, "mnist")
 
 
+def _diverged(model):
+    copy = keras.models.clone_model(model)
+    copy.set_weights([np.full(w.shape, np.nan, "float32") for w in model.get_weights()])
+    return copy
+
+
+def _idx_bomb(folder):
+    """IDX files whose headers declare 16 images but whose gzip streams inflate to 50 MB."""
+    os.makedirs(os.path.join(folder, "mnist"))
+    for stem, rank, shape in (
+        ("t10k-images-idx3-ubyte.gz", 3, (16, 28, 28)),
+        ("t10k-labels-idx1-ubyte.gz", 1, (16,)),
+    ):
+        header = bytes([0, 0, 8, rank]) + b"".join(n.to_bytes(4, "big") for n in shape)
+        with gzip.open(os.path.join(folder, "mnist", stem), "wb") as f:
+            f.write(header)
+            for _ in range(50):
+                f.write(bytes(2**20))
+    return os.path.join(folder, "mnist")
+
+
+def _config_bomb(folder):
+    import zipfile
+
+    path = os.path.join(folder, "bomb.keras")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", b" " * (65 * 2**20))
+    return path
+
+
 def _ops_softmax(model):
     inputs = keras.Input((8, 8, 1))
     return keras.Model(inputs, keras.ops.softmax(model(inputs)))
@@ -266,6 +296,28 @@ CASES = [
         ValueError,
         "targets outside the digits 0-9",
         ("usps.h5",),
+    ),
+    # diverged models and hostile files
+    (
+        "export_tflite: NaN weights",
+        lambda m, d: kt.export_tflite(_diverged(m), os.path.join(d, "m.tflite")),
+        ValueError,
+        "NaN or inf",
+        (),
+    ),
+    (
+        "load_mnist: gzip inflating past its header",
+        lambda m, d: kt.load_mnist(_idx_bomb(d)),
+        ValueError,
+        "truncated or padded",
+        ("mnist",),
+    ),
+    (
+        "load_backbone: .keras config inflating to 65 MiB",
+        lambda m, d: kt.load_backbone(_config_bomb(d)),
+        ValueError,
+        "over the 64 MiB",
+        ("bomb.keras",),
     ),
     (
         "distill_quantize_aware: y length",

@@ -9,6 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer._checks import require_keras_archive
+
 
 def _checksum(arrays):
     value = 0
@@ -22,6 +24,7 @@ def load_teacher(path, student):
     if path.endswith(".keras"):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"teacher file not found: {path!r}.")
+        require_keras_archive(path, "teacher")
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     return saved_model_teacher(path, input_shape=_input_shape(student))
 

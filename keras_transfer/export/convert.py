@@ -258,6 +258,14 @@ def _check_model(model):
             "model must be built with a known input shape before export: start it "
             "with keras.Input(shape=...) or call it once on a batch."
         )
+    broken = [
+        w.path for w in model.weights if not np.all(np.isfinite(keras.ops.convert_to_numpy(w)))
+    ]
+    if broken:
+        raise ValueError(
+            f"model has weights that are NaN or inf ({broken[:3]}): training diverged; "
+            "export a model from before the divergence."
+        )
 
 
 def _describe_tflite(path, quantization):
