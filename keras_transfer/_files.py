@@ -21,6 +21,7 @@ _SIGNATURES = {
     "json": None,
     "keras": (0, b"PK\x03\x04"),
     "npy": (0, b"\x93NUMPY"),
+    "npz": (0, b"PK\x03\x04"),
 }
 # What `model.export()` / `tf.saved_model.save` write in a SavedModel folder.
 _SAVED_MODEL_ENTRIES = {

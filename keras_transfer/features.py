@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -34,14 +35,16 @@ def cache_key(backbone, x):
 def extract_features(backbone, x, cache_dir=None, batch_size=256):
     """Runs the backbone over `x` once; with `cache_dir`, reuses the result on later calls.
 
-    The cache file is named by `cache_key(backbone, x)`, so a changed backbone
-    or changed data never reads stale features. Files are written to a
+    The cache entry is named by `cache_key(backbone, x)` and holds that key and
+    a checksum of the features, verified on every read, so a changed backbone,
+    changed data or a file put there by someone else never gives features (a
+    warning says so and they are computed afresh). Entries are written to a
     temporary name and renamed, and read without pickle.
 
     Args:
         backbone: a Keras model mapping inputs to features.
         x: inputs, a numpy array (not augmented: features are computed once).
-        cache_dir: folder for `features-<key>.npy` files, created if missing;
+        cache_dir: folder for `features-<key>.npz` entries, created if missing;
             None computes without caching.
         batch_size: batch size of the pass.
 
@@ -71,14 +74,47 @@ def extract_features(backbone, x, cache_dir=None, batch_size=256):
         raise NotADirectoryError(
             f"cache_dir must be a folder (created if missing); {os.fspath(cache_dir)!r} is a file."
         )
-    path = os.path.join(os.fspath(cache_dir), f"features-{cache_key(backbone, x)[:32]}.npy")
-    if os.path.exists(path):
-        return np.load(path, allow_pickle=False)
+    key = cache_key(backbone, x)
+    path = os.path.join(os.fspath(cache_dir), f"features-{key[:32]}.npz")
+    if os.path.lexists(path):
+        cached, problem = _read_entry(path, key, len(x))
+        if cached is not None:
+            return cached
+        warnings.warn(
+            f"feature cache entry {path!r} {problem}; computing the features afresh and "
+            "leaving the file as it is (delete it to cache again).",
+            stacklevel=2,
+        )
+        return _compute(backbone, x, batch_size)
     features = _compute(backbone, x, batch_size)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with atomic_file(path, kind="npy") as temporary, open(temporary, "wb") as f:
-        np.save(f, features, allow_pickle=False)
+    with atomic_file(path, kind="npz") as temporary, open(temporary, "wb") as f:
+        np.savez(f, features=features, key=np.array(key), checksum=np.array(_checksum(features)))
     return features
+
+
+def _checksum(features):
+    return hashlib.sha256(np.ascontiguousarray(features).tobytes()).hexdigest()
+
+
+def _read_entry(path, key, rows):
+    """(features, None) for a cache entry that holds `key` and intact features, else (None, why)."""
+    try:
+        with np.load(path, allow_pickle=False) as entry:
+            stored_key, checksum, features = (
+                str(entry["key"]),
+                str(entry["checksum"]),
+                entry["features"],
+            )
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        return None, f"is not a cache entry keras-transfer wrote ({type(error).__name__})"
+    if stored_key != key:
+        return None, "was written for another backbone or other inputs"
+    if features.dtype != np.float32 or features.ndim < 1 or len(features) != rows:
+        return None, f"holds features of shape {features.shape} for {rows} inputs"
+    if _checksum(features) != checksum:
+        return None, "does not match its checksum"
+    return features, None
 
 
 def _compute(backbone, x, batch_size):

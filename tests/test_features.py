@@ -85,3 +85,27 @@ def test_bad_inputs(trained_digits_model):
         kt.extract_features(backbone, np.zeros((2, 28, 28, 1), "float32"))
     with pytest.raises(TypeError, match="backbone must be a keras.Model"):
         kt.extract_features("backbone", np.zeros((2, 8, 8, 1), "float32"))
+
+
+def test_a_planted_or_damaged_cache_entry_is_never_returned(trained_digits_model, digits, tmp_path):
+    (x_train, _), _ = digits
+    x = x_train[:256]
+    backbone, counter = counting_backbone(trained_digits_model)
+    honest = kt.extract_features(backbone, x, cache_dir=tmp_path)
+    (entry,) = os.listdir(tmp_path)
+    path = tmp_path / entry
+    for planted in (
+        {"features": np.zeros((3, 2), "float32"), "key": np.array("x"), "checksum": np.array("y")},
+        {
+            "features": honest + 1.0,
+            "key": np.load(path)["key"],
+            "checksum": np.load(path)["checksum"],
+        },
+    ):
+        np.savez(path, **planted)
+        seen = float(counter.seen.numpy())
+        with pytest.warns(UserWarning, match="computing the features afresh"):
+            again = kt.extract_features(backbone, x, cache_dir=tmp_path)
+        np.testing.assert_allclose(again, honest, atol=1e-6)
+        assert float(counter.seen.numpy()) == seen + len(x), "the backbone ran instead"
+        assert np.load(path)["features"].shape == planted["features"].shape, "file left as it was"
