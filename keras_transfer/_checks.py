@@ -103,3 +103,22 @@ def require_keras_archive(path, argument):
             f"{MAX_KERAS_CONFIG_BYTES // 2**20} MiB a model's config takes; it is not loaded."
         )
     return path
+
+
+def require_label_range(y, classes, argument):
+    """Returns `y` if its class indices (or one-hot columns) fit a model with `classes` outputs.
+
+    Arrays only (a dataset is checked by the loss at its first step); `classes` None skips.
+    """
+    if classes is None or y is None or not isinstance(y, np.ndarray) or y.size == 0:
+        return y
+    if y.ndim == 1 and y.dtype.kind in "iu" and (y.min() < 0 or y.max() >= classes):
+        raise ValueError(
+            f"{argument} holds class indices {y.min()} to {y.max()}, but the model has "
+            f"{classes} outputs (classes 0 to {classes - 1})."
+        )
+    if y.ndim == 2 and y.shape[1] not in (1, classes):
+        raise ValueError(
+            f"{argument} has {y.shape[1]} columns (one-hot?) for a model with {classes} outputs."
+        )
+    return y

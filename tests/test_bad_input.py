@@ -52,6 +52,16 @@ def _corrupt_idx(folder):
     return os.path.join(folder, "mnist")
 
 
+def _two_outputs(model):
+    inputs = keras.Input((8, 8, 1))
+    return keras.Model(inputs, [model(inputs), model(inputs)])
+
+
+def _compiled(model):
+    model.compile("adam")
+    return model
+
+
 def _diverged(model):
     copy = keras.models.clone_model(model)
     copy.set_weights([np.full(w.shape, np.nan, "float32") for w in model.get_weights()])
@@ -318,6 +328,36 @@ CASES = [
         ValueError,
         "over the 64 MiB",
         ("bomb.keras",),
+    ),
+    (
+        "Distiller: unbuilt student",
+        lambda m, d: kt.Distiller(m, keras.Sequential([keras.layers.Dense(4)])),
+        ValueError,
+        "student must be built",
+        (),
+    ),
+    (
+        "Distiller: two-output student",
+        lambda m, d: kt.Distiller(m, _two_outputs(m)),
+        ValueError,
+        "student must have one output",
+        (),
+    ),
+    (
+        "Distiller.fit: labels past the class count",
+        lambda m, d: _compiled(kt.Distiller(m, keras.models.clone_model(m), alpha=0.5)).fit(
+            X, Y + 7, verbose=0
+        ),
+        ValueError,
+        r"y holds class indices 7 to 10, but the model has 4 outputs",
+        (),
+    ),
+    (
+        "fine_tune: labels past the class count",
+        lambda m, d: kt.fine_tune(_features(m), keras.layers.Dense(4), (X, Y + 7)),
+        ValueError,
+        "train_data labels holds class indices 7 to 10",
+        (),
     ),
     (
         "distill_quantize_aware: y length",

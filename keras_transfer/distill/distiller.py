@@ -39,6 +39,18 @@ TEACHER_OUTPUTS = ("logits", "probabilities")
 def check_teacher_and_student(teacher, student, temperature, alpha, teacher_outputs):
     require_layer(teacher, "teacher")
     require_layer(student, "student")
+    if not student.built:  # its weights must exist before the step asks what to train
+        raise ValueError(
+            "student must be built, with its weights made: start it with keras.Input(shape) "
+            "or call it once on a batch."
+        )
+    for role, model in (("teacher", teacher), ("student", student)):
+        try:
+            outputs = model.outputs
+        except (AttributeError, ValueError):
+            outputs = None
+        if outputs is not None and len(outputs) != 1:
+            raise ValueError(f"{role} must have one output (class logits); it has {len(outputs)}.")
     require_number(temperature, "temperature", above=True)
     try:
         require_number(alpha, "alpha", maximum=1.0)
@@ -240,6 +252,10 @@ class Distiller(CachedTeacherFit, CustomStepModel):
 
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
+
+    def output_classes(self):
+        """The student's number of outputs, or None where it is not known."""
+        return _final_dimension(self.student)
 
     # -- the loss --------------------------------------------------------------------------
 

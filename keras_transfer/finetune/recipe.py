@@ -4,6 +4,7 @@ rate.
 
 import keras
 
+from keras_transfer._checks import require_label_range
 from keras_transfer._checks import require_number
 from keras_transfer._training import ends_in_softmax
 from keras_transfer._training import require_one_machine
@@ -93,6 +94,8 @@ def fine_tune(
             "loss=keras.losses.SparseCategoricalCrossentropy()."
         )
     if isinstance(train_data, tuple):
+        classes = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+        require_label_range(train_data[1], classes, "train_data labels")
         fit_args = dict(x=train_data[0], y=train_data[1], batch_size=batch_size)
     else:
         fit_args = dict(x=train_data)
