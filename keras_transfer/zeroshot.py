@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer._checks import require_finite
+from keras_transfer._checks import require_label_range
 from keras_transfer._checks import require_layer
 from keras_transfer._training import MultiWorkerFit
 from keras_transfer._training import step_logs
@@ -125,6 +126,11 @@ class ZeroShotClassifier(MultiWorkerFit, keras.Model):
 
     def test_step(self, data):
         return step_logs(self, super().test_step(data))
+
+    def fit(self, x=None, y=None, **kwargs):
+        """`keras.Model.fit`; array labels must be rows of `class_attributes`."""
+        require_label_range(y, len(self.class_attributes), "y")
+        return super().fit(x, y, **kwargs)
 
     def with_classes(self, class_attributes):
         """A classifier over the classes of another attribute table, sharing these encoders."""

@@ -57,6 +57,10 @@ def _two_outputs(model):
     return keras.Model(inputs, [model(inputs), model(inputs)])
 
 
+def _path(folder, name):
+    return os.path.join(folder, name)
+
+
 def _compiled(model):
     model.compile("adam")
     return model
@@ -358,6 +362,24 @@ CASES = [
         ValueError,
         "train_data labels holds class indices 7 to 10",
         (),
+    ),
+    (
+        "ZeroShotClassifier.fit: labels past the classes",
+        lambda m, d: _compiled(
+            kt.ZeroShotClassifier(keras.layers.Flatten(), keras.layers.Dense(64), np.eye(3))
+        ).fit(X, Y + 4, verbose=0),
+        ValueError,
+        "y holds class indices 4 to 7, but the model has 3 outputs",
+        (),
+    ),
+    (
+        "tflite_predict: a two-output file",
+        lambda m, d: kt.tflite_predict(
+            kt.export_tflite(_two_outputs(m), _path(d, "two.tflite")).path, X
+        ),
+        ValueError,
+        "2 outputs",
+        ("two.tflite",),
     ),
     (
         "distill_quantize_aware: y length",
@@ -772,3 +794,16 @@ def test_numpy_numbers_are_taken_where_python_numbers_are(model):
     assert distiller.temperature == 2.0 and distiller.alpha == 0.5
     assert adapt.DANNSchedule(lambda_max=np.float32(0.5)).lambda_max == 0.5
     assert len(list(kt.domain_pairs((X, Y), X, batch_size=np.int64(8)))) == 2
+
+
+def test_fine_tune_passes_sample_weights_on(model):
+    """(x, y, sample_weight): all-zero weights make a zero loss, so nothing trains."""
+    backbone = _features(model)
+    for weights, moves in ((np.zeros(16, "float32"), False), (np.ones(16, "float32"), True)):
+        head = keras.Sequential([keras.Input((64,)), keras.layers.Dense(4)])
+        start = [w.copy() for w in head.get_weights()]
+        kt.fine_tune(
+            backbone, head, (X + 1.0, Y, weights), head_epochs=1, fine_tune_epochs=0, verbose=0
+        )
+        moved = any(not np.array_equal(a, b) for a, b in zip(start, head.get_weights()))
+        assert moved == moves

@@ -64,7 +64,13 @@ def tflite_predict(path, x, batch_size=256, num_threads=1):
     >>> probabilities = tflite_predict("export/student_int8.tflite", x_test)  # doctest: +SKIP
     """
     interpreter = load_tflite(path, num_threads)
-    inp = interpreter.get_input_details()[0]
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(
+            f"{os.fspath(path)!r} has {len(inputs)} inputs and {len(outputs)} outputs; "
+            "tflite_predict runs models with one of each (use load_tflite for others)."
+        )
+    inp = inputs[0]
     x = np.asarray(x, dtype="float32")
     if x.ndim != len(inp["shape"]) or tuple(x.shape[1:]) != tuple(inp["shape"][1:]):
         raise ValueError(

@@ -40,7 +40,8 @@ def fine_tune(
     Args:
         backbone: a Keras model giving features (e.g. from `load_backbone`).
         head: a Keras model (or layer) mapping features to outputs.
-        train_data: (x, y) arrays or a `tf.data.Dataset` of (x, y) batches.
+        train_data: (x, y) or (x, y, sample_weight) arrays, or a `tf.data.Dataset`
+            of such batches.
         validation_data: optional, as in `fit`.
         head_epochs, fine_tune_epochs: epochs of the two phases.
         unfreeze_top: layers with weights to unfreeze in phase 2 (None: all).
@@ -94,9 +95,15 @@ def fine_tune(
             "loss=keras.losses.SparseCategoricalCrossentropy()."
         )
     if isinstance(train_data, tuple):
+        if len(train_data) not in (2, 3):
+            raise ValueError(
+                f"train_data must be (x, y) or (x, y, sample_weight); got {len(train_data)} items."
+            )
         classes = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
         require_label_range(train_data[1], classes, "train_data labels")
         fit_args = dict(x=train_data[0], y=train_data[1], batch_size=batch_size)
+        if len(train_data) == 3:
+            fit_args["sample_weight"] = train_data[2]
     else:
         fit_args = dict(x=train_data)
     fit_args.update(validation_data=validation_data, verbose=verbose)
