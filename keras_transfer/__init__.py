@@ -4,7 +4,15 @@ Fine-tuning, distillation, domain adaptation and export of small models, each as
 a Keras layer, loss, callback or model that works inside `compile()` / `fit()`.
 """
 
+import os as _os
+import sys as _sys
+
 from keras_transfer._engine import require_tensorflow_backend
+
+# The `keras-transfer` command imports this package, and so TensorFlow, before its main() runs:
+# TensorFlow's C++ start-up logs are silenced here for it (unless -v), not for library users.
+if _os.path.basename(_sys.argv[0]) == "keras-transfer" and not {"-v", "--verbose"} & set(_sys.argv):
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 require_tensorflow_backend()
 

@@ -5,6 +5,14 @@ import os
 import sys
 
 
+def _quiet_tensorflow():
+    """TensorFlow's C++ start-up logs and Python warnings off, unless -v asks for them."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+
+
 def _demo(args):
     from keras_transfer import demo
 
@@ -14,18 +22,25 @@ def _demo(args):
         changes["labels_per_class"] = args.labels_per_class
     if args.seed is not None:
         changes["seed"] = args.seed
-    if args.quiet:
-        changes["verbose"] = 0
+    if not args.verbose:
+        changes["verbose"] = 0  # one line per stage below, not Keras' bar per epoch
     if changes:
         import dataclasses
 
         settings = dataclasses.replace(settings, **changes)
+
+    def progress(index, count, stage, seconds):
+        if not args.quiet and not args.verbose:
+            name = stage.__name__.removesuffix("_stage").replace("_", " ")
+            print(f"[{index + 1}/{count}] {name} ({seconds:.1f} s)", flush=True)
+
     report = demo.run_demo(
         args.data,
         out=args.out,
         settings=settings,
         overwrite=args.overwrite,
         fashion_path=args.fashion_path,
+        progress=progress,
     )
     print()
     print(report.table())
@@ -164,7 +179,13 @@ def build_parser():
         action="store_true",
         help="replace the files of an earlier run in the same folder",
     )
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--quiet", action="store_true", help="only the table and the files")
+    demo.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="Keras' progress bars and TensorFlow's logs (default: one line per stage)",
+    )
     demo.set_defaults(run=_demo)
 
     exporter = commands.add_parser("export", help="export a .keras model as SavedModel or TFLite")
@@ -207,6 +228,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if not getattr(args, "verbose", False):
+        _quiet_tensorflow()
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:

@@ -148,11 +148,14 @@ def test_cli_demo_with_default_settings(tmp_path):
         "demo",
         "--out",
         str(tmp_path),
-        "--quiet",
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "TFLite int8" in result.stdout
+    # One screen: a line per stage, the table, the files; no terminal codes in piped output.
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 40 and "\x1b" not in result.stdout, result.stdout
+    assert sum(line.startswith("[") and "/9] " in line for line in lines) == 9
     run_dir = tmp_path / "demo-digits"
     for name in (
         "teacher.keras",

@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import shutil
+import time
 
 from keras_transfer.demo.exports import export_quantize_aware_stage
 from keras_transfer.demo.exports import export_saved_model_stage
@@ -149,7 +150,9 @@ def _remove_earlier_run(folder):
     shutil.rmtree(folder)
 
 
-def run_demo(data="digits", out="export", settings=None, overwrite=False, fashion_path=None):
+def run_demo(
+    data="digits", out="export", settings=None, overwrite=False, fashion_path=None, progress=None
+):
     """Runs every stage of `STAGES` and writes the models, the JSON report and its figures.
 
     Figures: `demo_report.png` (accuracy and size per stage) and
@@ -162,6 +165,8 @@ def run_demo(data="digits", out="export", settings=None, overwrite=False, fashio
         overwrite: replace an earlier run in the same folder (a folder holding files the
             demo did not write is never replaced).
         fashion_path: optional folder with the Fashion-MNIST IDX files.
+        progress: optional `progress(index, count, stage, seconds)`, called after each stage
+            (the CLI prints one line per stage with it).
 
     Returns:
         A `DemoReport`.
@@ -184,8 +189,11 @@ def run_demo(data="digits", out="export", settings=None, overwrite=False, fashio
     )
     os.makedirs(folder)
     run = DemoRun(task, settings, folder)
-    for stage in STAGES:
+    for index, stage in enumerate(STAGES):
+        start = time.perf_counter()
         stage(run)
+        if progress is not None:
+            progress(index, len(STAGES), stage, time.perf_counter() - start)
     run.files.update(json=run.path("demo_report.json"), png=run.path("demo_report.png"))
     report = DemoReport(
         data=data, rows=run.rows, files=run.files, settings=settings, adaptation=run.adaptation
