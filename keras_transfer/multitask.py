@@ -184,6 +184,7 @@ class MultiTaskModel(CustomStepModel):
             name: float((loss_weights or {}).get(name, 1.0)) for name in self.task_names
         }
         self.loss_terms = tuple(f"{name}_loss" for name in self.task_names)
+        self.built = backbone.built and all(head.built for head in self.heads.values())
         self._task_metrics = {name: [] for name in self.task_names}
 
     def call(self, inputs, training=False):

@@ -807,3 +807,20 @@ def test_fine_tune_passes_sample_weights_on(model):
         )
         moved = any(not np.array_equal(a, b) for a, b in zip(start, head.get_weights()))
         assert moved == moves
+
+
+def test_images_in_0_255_warn_where_the_model_does_not_rescale(model, tmp_path):
+    bright = (X + 1.0) * 255.0
+    with pytest.warns(UserWarning, match="source inputs holds images with values up to 255"):
+        kt.domain_pairs((bright, Y), X, batch_size=8)
+    with pytest.warns(UserWarning, match="representative_data holds images"):
+        kt.export_tflite(model, tmp_path / "m.tflite", "int8", representative_data=bright)
+    inputs = keras.Input((8, 8, 1))
+    rescaling = keras.Model(inputs, model(keras.layers.Rescaling(1 / 255)(inputs)))
+    import warnings
+
+    with warnings.catch_warnings():
+        # A model that rescales its inputs itself, or [0, 1] images: no warning.
+        warnings.filterwarnings("error", message=".*holds images")
+        kt.export_tflite(rescaling, tmp_path / "r.tflite", "int8", representative_data=bright)
+        kt.domain_pairs((X, Y), X, batch_size=8)

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_transfer._checks import require_keras_archive
 from keras_transfer._checks import require_label_range
+from keras_transfer._checks import warn_if_unscaled_images
 
 
 def _checksum(arrays):
@@ -127,6 +128,7 @@ class CachedTeacherFit:
     def fit(self, x=None, y=None, validation_data=None, **kwargs):
         """`keras.Model.fit`; with `cache_teacher=True`, teacher outputs are computed once."""
         require_label_range(y, self.output_classes(), "y")
+        warn_if_unscaled_images(x, "x", self.student)
         if self.cache_teacher:
             x, y = _with_teacher_outputs(self, x, y, "x")
             if validation_data is not None:

@@ -6,6 +6,7 @@ import keras
 
 from keras_transfer._checks import require_label_range
 from keras_transfer._checks import require_number
+from keras_transfer._checks import warn_if_unscaled_images
 from keras_transfer._training import ends_in_softmax
 from keras_transfer._training import require_one_machine
 from keras_transfer.finetune.freezing import _weighted
@@ -101,6 +102,7 @@ def fine_tune(
             )
         classes = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
         require_label_range(train_data[1], classes, "train_data labels")
+        warn_if_unscaled_images(train_data[0], "train_data inputs", backbone)
         fit_args = dict(x=train_data[0], y=train_data[1], batch_size=batch_size)
         if len(train_data) == 3:
             fit_args["sample_weight"] = train_data[2]
