@@ -65,6 +65,7 @@ class CustomStepModel(MultiWorkerFit, keras.Model):
     """
 
     loss_terms = ()
+    _nested = ()  # config entries holding nested models (a dict of them is one entry)
 
     def compute_terms(self, data, training):
         """This batch's loss terms (see `StepTerms`); the one hook of the step."""
@@ -198,8 +199,6 @@ class CustomStepModel(MultiWorkerFit, keras.Model):
             else:
                 config[key] = None if value is None else self._serialize_nested(value)
         return config
-
-    _nested = ()
 
     @staticmethod
     def _serialize_nested(model):

@@ -10,6 +10,7 @@ is refused whatever the flag. Staging left by a killed process is removed by the
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import shutil
 import tempfile
@@ -152,6 +153,12 @@ _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
 
+@functools.cache
+def _renameat2():
+    """libc's renameat2, or None where the C library has none."""
+    return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+
+
 def _rename_no_replace(staged, path):
     """Renames `staged` to `path`, failing with FileExistsError if `path` exists, atomically."""
     if os.path.isfile(staged):
@@ -165,7 +172,7 @@ def _rename_no_replace(staged, path):
         else:
             os.remove(staged)
             return
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    renameat2 = _renameat2()
     if renameat2 is not None:
         result = renameat2(
             _AT_FDCWD, os.fsencode(staged), _AT_FDCWD, os.fsencode(path), _RENAME_NOREPLACE

@@ -16,6 +16,7 @@ from keras_transfer._checks import require_label_range
 from keras_transfer._checks import require_layer
 from keras_transfer._training import MultiWorkerFit
 from keras_transfer._training import step_logs
+from keras_transfer.datasets import FASHION_MNIST_CLASSES  # noqa: F401  (rows of the table below)
 
 
 def hinge_ranking_loss(y_true, scores, margin=1.0):
@@ -256,18 +257,6 @@ FASHION_MNIST_ATTRIBUTE_NAMES = (
     "heel",
     "taller_than_wide",
     "flared_bottom",
-)
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
 )
 FASHION_MNIST_ATTRIBUTES = np.array(
     [

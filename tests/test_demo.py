@@ -129,6 +129,16 @@ def test_exported_files_predict_like_the_keras_model(small_run):
     assert rows["TFLite int8"].file_bytes < 0.7 * rows["TFLite float32"].file_bytes
 
 
+def test_overwrite_knows_every_file_a_run_writes(small_run):
+    """run_demo(overwrite=True) removes a folder holding only RUN_FILES: the list must stay true."""
+    from keras_transfer.demo.run import RUN_FILES
+
+    report, _ = small_run
+    folder = os.path.dirname(report.files["json"])
+    assert set(os.listdir(folder)) <= RUN_FILES
+    assert {os.path.basename(path) for path in report.files.values()} <= RUN_FILES
+
+
 def test_a_second_run_does_not_overwrite_the_first(small_run):
     report, out = small_run
     stamp = os.path.getmtime(report.files["json"])

@@ -35,38 +35,37 @@ def _evaluate_keras(model, data):
     return accuracy(model.predict(x, batch_size=512, verbose=0), y)
 
 
-def train_source(task, settings):
-    """Stage 1: the source model, trained on all labelled source images."""
+def _trained_small_cnn(task, settings, name, classes, train, test, epochs, stage, evaluated_on):
+    """The demo's CNN trained from a fresh start on `train`, and its row tested on `test`."""
     keras.utils.set_random_seed(settings.seed)
-    model = small_cnn(task.input_shape, len(task.source_classes), name="source")
+    model = small_cnn(task.input_shape, len(classes), name=name)
     _compile(model, 3e-3)
     start = time.perf_counter()
-    _fit(model, task.source_train, settings.source_epochs, settings)
+    _fit(model, train, epochs, settings)
     row = StageResult(
-        stage="source model",
-        evaluated_on="source test",
-        accuracy=_evaluate_keras(model, task.source_test),
+        stage=stage,
+        evaluated_on=evaluated_on,
+        accuracy=_evaluate_keras(model, test),
         parameters=model.count_params(),
         seconds=time.perf_counter() - start,
     )
     return model, row
+
+
+def train_source(task, settings):
+    """Stage 1: the source model, trained on all labelled source images."""
+    return _trained_small_cnn(
+        task, settings, "source", task.source_classes, task.source_train, task.source_test,
+        settings.source_epochs, "source model", "source test",
+    )  # fmt: skip
 
 
 def train_target_from_scratch(task, settings):
     """Stage 2, the baseline: the same network trained on the few target labels alone."""
-    keras.utils.set_random_seed(settings.seed)
-    model = small_cnn(task.input_shape, len(task.target_classes), name="scratch")
-    _compile(model, 3e-3)
-    start = time.perf_counter()
-    _fit(model, task.target_train, settings.target_epochs, settings)
-    row = StageResult(
-        stage="target from scratch",
-        evaluated_on="target test",
-        accuracy=_evaluate_keras(model, task.target_test),
-        parameters=model.count_params(),
-        seconds=time.perf_counter() - start,
-    )
-    return model, row
+    return _trained_small_cnn(
+        task, settings, "scratch", task.target_classes, task.target_train, task.target_test,
+        settings.target_epochs, "target from scratch", "target test",
+    )  # fmt: skip
 
 
 def fine_tune_from_source(task, source_model, settings):
