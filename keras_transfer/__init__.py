@@ -66,4 +66,4 @@ from keras_transfer.zeroshot import ZeroShotClassifier  # noqa: E402
 from keras_transfer.zeroshot import hinge_ranking_loss  # noqa: E402
 from keras_transfer.zeroshot import zero_shot_evaluation  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

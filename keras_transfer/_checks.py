@@ -1,7 +1,11 @@
 """Input checks shared by the public entry points."""
 
+import warnings
+
 import keras
 import numpy as np
+
+_MISSING = object()
 
 
 def require_finite(values, argument):
@@ -39,6 +43,45 @@ def require_labels(y, n, name):
             f"{name} must be class indices (n,) or one-hot rows (n, classes), got shape {y.shape}."
         )
     return y
+
+
+def renamed_argument(given, old, new, value, default=_MISSING, owner=""):
+    """The value of argument `new`, taking it from its old name `old` in `given` if passed there.
+
+    The old keyword keeps working for one release, with a DeprecationWarning;
+    passing both is an error.
+
+    Args:
+        given: the caller's `**kwargs`; `old` is removed from it.
+        old, new: the old and the new keyword.
+        value: what was passed as `new`.
+        default: `new`'s default; a `value` other than it counts as passed.
+        owner: the function or class, for the messages.
+
+    Returns:
+        `given[old]` if it was passed, else `value`.
+
+    Example:
+    >>> renamed_argument({"alpha": 0.3}, "alpha", "sp_weight", 0.01, 0.01, "l2_sp")
+    0.3
+    """
+    if old not in given:
+        return value
+    old_value = given.pop(old)
+    if value is not default and (default is _MISSING or value != default):
+        raise TypeError(f"{owner} got both {new}= and its old name {old}=; pass {new}= only.")
+    warnings.warn(
+        f"{owner}: {old}= is now {new}=; the old name goes in the next release.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value
+
+
+def require_no_more_arguments(given, owner):
+    """Raises the TypeError Python would for keywords left in `given` (after the renamed ones)."""
+    if given:
+        raise TypeError(f"{owner} got unexpected keyword arguments {sorted(given)}.")
 
 
 def require_number(value, argument, minimum=0.0, above=False, maximum=None, integer=False):

@@ -66,6 +66,7 @@ class CustomStepModel(MultiWorkerFit, keras.Model):
 
     loss_terms = ()
     _nested = ()  # config entries holding nested models (a dict of them is one entry)
+    _saved_names = {}  # config entry -> constructor argument, where a keyword was renamed
 
     def compute_terms(self, data, training):
         """This batch's loss terms (see `StepTerms`); the one hook of the step."""
@@ -188,6 +189,9 @@ class CustomStepModel(MultiWorkerFit, keras.Model):
                     name: keras.saving.deserialize_keras_object(item)
                     for name, item in value.items()
                 }
+        for saved, argument in cls._saved_names.items():
+            if saved in config:
+                config[argument] = config.pop(saved)
         return cls(**config)
 
     def get_config(self):

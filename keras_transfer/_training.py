@@ -153,3 +153,22 @@ class MultiWorkerFit:
                 break
             iterator = None
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+
+class BackboneAlias:
+    """`backbone`: the public name of a network kept under its first-release attribute.
+
+    Keras' saving walks `dir()` and stores a network under the first name that
+    reaches it, so the alias is hidden from `dir()`: the weights stay where files
+    of the first release have them (`_backbone_attribute`), and those files load.
+    """
+
+    _backbone_attribute = "feature_extractor"
+
+    @property
+    def backbone(self):
+        """The network from inputs to features (or embeddings)."""
+        return getattr(self, self._backbone_attribute)
+
+    def __dir__(self):
+        return [name for name in super().__dir__() if name != "backbone"]

@@ -11,9 +11,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer._checks import renamed_argument
 from keras_transfer._checks import require_finite
 from keras_transfer._checks import require_label_range
 from keras_transfer._checks import require_layer
+from keras_transfer._training import BackboneAlias
 from keras_transfer._training import MultiWorkerFit
 from keras_transfer._training import step_logs
 from keras_transfer.datasets import FASHION_MNIST_CLASSES  # noqa: F401  (rows of the table below)
@@ -79,7 +81,7 @@ def _attribute_table(class_attributes, argument="class_attributes"):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class ZeroShotClassifier(MultiWorkerFit, keras.Model):
+class ZeroShotClassifier(BackboneAlias, MultiWorkerFit, keras.Model):
     """Scores images against classes described by attribute vectors: f(x)·g(a_c).
 
     `call` scores the classes of `class_attributes` (the training classes):
@@ -88,7 +90,8 @@ class ZeroShotClassifier(MultiWorkerFit, keras.Model):
     ones included, sharing the trained encoders.
 
     Args:
-        image_encoder: Keras model from images to (n, d) embeddings.
+        backbone: Keras model from images to (n, d) embeddings (`image_encoder=`
+            before 0.2, still accepted for one release).
         attribute_encoder: Keras model from (C, a) attribute vectors to (C, d).
         class_attributes: (C, a) attribute table of the classes `call` scores.
 
@@ -99,11 +102,19 @@ class ZeroShotClassifier(MultiWorkerFit, keras.Model):
     >>> unseen_scores = zsl.with_classes(attributes[unseen]).predict(x_unseen)  # doctest: +SKIP
     """
 
-    def __init__(self, image_encoder, attribute_encoder, class_attributes, **kwargs):
+    # Stored as `image_encoder`, the first release's name, in the config and the weights file.
+    _backbone_attribute = "image_encoder"
+
+    def __init__(self, backbone=None, attribute_encoder=None, class_attributes=None, **kwargs):
+        backbone = renamed_argument(
+            kwargs, "image_encoder", "backbone", backbone, None, "ZeroShotClassifier"
+        )
         super().__init__(**kwargs)
-        require_layer(image_encoder, "image_encoder")
+        require_layer(backbone, "backbone (formerly image_encoder)")
         require_layer(attribute_encoder, "attribute_encoder")
-        self.image_encoder = image_encoder
+        if class_attributes is None:
+            raise TypeError("ZeroShotClassifier needs class_attributes, a (C, a) table.")
+        self.image_encoder = backbone
         self.attribute_encoder = attribute_encoder
         self.class_attributes = _attribute_table(class_attributes)
 
@@ -116,7 +127,7 @@ class ZeroShotClassifier(MultiWorkerFit, keras.Model):
             and images.shape[-1] != classes.shape[-1]
         ):
             raise ValueError(
-                f"image_encoder gives {images.shape[-1]}-d embeddings and attribute_encoder "
+                f"backbone gives {images.shape[-1]}-d embeddings and attribute_encoder "
                 f"{classes.shape[-1]}-d; they must match to be compared."
             )
         return tf.matmul(images, classes, transpose_b=True)
@@ -156,8 +167,10 @@ class ZeroShotClassifier(MultiWorkerFit, keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("image_encoder", "attribute_encoder"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+        config["backbone"] = keras.saving.deserialize_keras_object(config.pop("image_encoder"))
+        config["attribute_encoder"] = keras.saving.deserialize_keras_object(
+            config["attribute_encoder"]
+        )
         return cls(**config)
 
 

@@ -14,9 +14,9 @@ from keras_transfer import adapt
 
 ADAPTERS = {
     "dann": partial(adapt.DANN, lambda_=0.3),
-    "mmd": partial(adapt.DiscrepancyAdapter, discrepancy="mmd", weight=0.3),
+    "mmd": partial(adapt.DiscrepancyAdapter, discrepancy="mmd", discrepancy_weight=0.3),
     "coral_at_fc": partial(adapt.DiscrepancyAdapter, discrepancy="coral", layers=["fc"]),
-    "cmd": partial(adapt.DiscrepancyAdapter, discrepancy="cmd", weight=0.3),
+    "cmd": partial(adapt.DiscrepancyAdapter, discrepancy="cmd", discrepancy_weight=0.3),
     "mcc": adapt.MCC,
 }
 

@@ -132,7 +132,7 @@ def test_dann_schedule_follows_the_paper(mnist_usps):
 def test_discrepancy_adapter_loss_falls_on_mnist_to_usps(mnist_usps, discrepancy, weight, layers):
     features, classifier = lenet_parts()
     adapter = DiscrepancyAdapter(
-        features, classifier, discrepancy=discrepancy, weight=weight, layers=layers
+        features, classifier, discrepancy=discrepancy, discrepancy_weight=weight, layers=layers
     )
     adapter.compile(keras.optimizers.Adam(1e-3), metrics=["accuracy"])
     history = adapter.fit(pairs(mnist_usps), epochs=4, verbose=0).history
@@ -144,7 +144,7 @@ def test_discrepancy_adapter_loss_falls_on_mnist_to_usps(mnist_usps, discrepancy
 
 def test_schedule_ramps_the_discrepancy_weight_in(mnist_usps):
     features, classifier = lenet_parts()
-    adapter = DiscrepancyAdapter(features, classifier, discrepancy="mmd", weight=0.3)
+    adapter = DiscrepancyAdapter(features, classifier, discrepancy="mmd", discrepancy_weight=0.3)
     adapter.compile(keras.optimizers.Adam(1e-3))
     history = adapter.fit(
         pairs(mnist_usps),
@@ -165,7 +165,9 @@ def test_models_round_trip_through_keras_files(mnist_usps, tmp_path):
     _, (x_target, _) = mnist_usps
     for model in (
         DANN(*lenet_parts(), lambda_=0.3),
-        DiscrepancyAdapter(*lenet_parts(), discrepancy="coral", weight=2.0, layers=["fc"]),
+        DiscrepancyAdapter(
+            *lenet_parts(), discrepancy="coral", discrepancy_weight=2.0, layers=["fc"]
+        ),
     ):
         model.compile(keras.optimizers.Adam(1e-3), metrics=["accuracy"])
         model.fit(pairs(mnist_usps), epochs=1, verbose=0)
@@ -178,7 +180,7 @@ def test_models_round_trip_through_keras_files(mnist_usps, tmp_path):
             atol=1e-5,
         )
         assert restored.get_config()["feature_extractor"] is not None
-    assert float(restored.weight) == 2.0 and restored.layers_to_align == ["fc"]
+    assert float(restored.discrepancy_weight) == 2.0 and restored.layers_to_align == ["fc"]
 
 
 def test_bad_input_is_refused_before_training(mnist_usps):

@@ -233,7 +233,9 @@ CASES = [
     ),
     (
         "DiscrepancyAdapter: negative weight",
-        lambda m, d: adapt.DiscrepancyAdapter(_features(m), keras.layers.Dense(4), weight=-0.3),
+        lambda m, d: adapt.DiscrepancyAdapter(
+            _features(m), keras.layers.Dense(4), discrepancy_weight=-0.3
+        ),
         ValueError,
         "weight must be >= 0",
         (),

@@ -509,7 +509,7 @@ def test_l2_sp_pulls_a_distilled_student_towards_its_start(teacher, digits):
         student = make_student()
         start = kernels(student)
         if pull:
-            l2_sp(student, student, alpha=pull, beta=0.0)
+            l2_sp(student, student, sp_weight=pull, l2_weight=0.0)
         distiller = Distiller(teacher, student, alpha=0.3)
         distiller.compile(keras.optimizers.Adam(3e-3))
         distiller.fit(

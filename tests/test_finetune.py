@@ -197,7 +197,7 @@ def test_l2_sp_penalty_equals_its_formula():
     backbone = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="pre")])
     model = keras.Sequential([backbone, keras.layers.Dense(2, name="new")])
     start = [w.numpy().copy() for w in backbone.weights]
-    assert kt.l2_sp(model, backbone, alpha=0.3, beta=0.05) == {"transferred": 2, "new": 2}
+    assert kt.l2_sp(model, backbone, sp_weight=0.3, l2_weight=0.05) == {"transferred": 2, "new": 2}
     rng = np.random.default_rng(1)
     for w in model.weights:
         w.assign(w.numpy() + rng.normal(size=w.shape).astype("float32"))
@@ -210,7 +210,7 @@ def test_l2_sp_attached_to_a_frozen_backbone_counts_once_it_is_unfrozen():
     backbone = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="pre")])
     backbone.trainable = False
     model = keras.Sequential([backbone, keras.layers.Dense(2, name="new")])
-    kt.l2_sp(model, backbone, alpha=1.0, beta=0.0)
+    kt.l2_sp(model, backbone, sp_weight=1.0, l2_weight=0.0)
     backbone.weights[0].assign(backbone.weights[0] + 1.0)
     assert float(sum(model.losses)) == 0.0  # frozen: no penalty
     kt.unfreeze(backbone, top=1)
@@ -224,7 +224,7 @@ def test_l2_sp_pulls_fine_tuned_weights_back_towards_the_pretrained_ones(digits)
         backbone = backbone_with_batchnorm()
         model = classifier(backbone)
         start = {v.path: v.numpy().copy() for v in backbone.trainable_variables}
-        kt.l2_sp(model, backbone, alpha=alpha, beta=0.0)
+        kt.l2_sp(model, backbone, sp_weight=alpha, l2_weight=0.0)
         keras.utils.set_random_seed(1)
         model.fit(x, y, epochs=3, batch_size=64, verbose=0)
         distances[alpha] = np.sqrt(

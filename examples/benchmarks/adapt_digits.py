@@ -126,7 +126,9 @@ def make_model(row, seed):
             "Deep CORAL": ("coral", 1.0),
             "CMD": ("cmd", 0.3),
         }[row]
-        model = adapt.DiscrepancyAdapter(features, classifier, discrepancy=name, weight=weight)
+        model = adapt.DiscrepancyAdapter(
+            features, classifier, discrepancy=name, discrepancy_weight=weight
+        )
     model.compile(keras.optimizers.Adam(LEARNING_RATE), metrics=["accuracy"])
     return model, features
 

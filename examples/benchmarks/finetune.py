@@ -11,7 +11,7 @@ row trains for the same number of optimizer steps (--steps, batch 32), Adam:
   its conv blocks (t_flatten, 6,272 features), 1e-3;
 - fine-tune: `fine_tune`, half the steps on the head (1e-3), half with the
   whole backbone unfrozen (1e-4);
-- fine-tune + L2-SP: the same with alpha=0.1 towards the source weights;
+- fine-tune + L2-SP: the same with sp_weight=0.1 towards the source weights;
 - LoRA: rank-4 LoRA on the source's conv2 and conv3 plus a new head, 1e-3.
 The cut: a two-seed probe at 10 labels/class gave 61-76% for a head on the
 128-unit dense layer (too specific to the source classes) and 89-91% on the
@@ -98,11 +98,11 @@ def run_rows(source, train, test, steps, seed, cache_dir):
         compiled(kt.stack(backbone, top), 1e-3), test
     )
 
-    for name, alpha in (("fine-tune (two-phase)", None), ("fine-tune + L2-SP", 0.1)):
+    for name, sp_weight in (("fine-tune (two-phase)", None), ("fine-tune + L2-SP", 0.1)):
         keras.utils.set_random_seed(seed)
         backbone = kt.load_backbone(source, output_layer=FEATURES)
-        if alpha is not None:
-            kt.l2_sp(backbone, backbone, alpha=alpha, beta=0.0)
+        if sp_weight is not None:
+            kt.l2_sp(backbone, backbone, sp_weight=sp_weight, l2_weight=0.0)
         model, _ = kt.fine_tune(
             backbone,
             keras.layers.Dense(len(TARGET)),

@@ -13,10 +13,12 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from keras_transfer._checks import renamed_argument
 from keras_transfer._checks import require_layer
 from keras_transfer._checks import require_number
 from keras_transfer._custom_step import CustomStepModel
 from keras_transfer._custom_step import StepTerms
+from keras_transfer._training import BackboneAlias
 
 
 class DomainOutputs(NamedTuple):
@@ -75,7 +77,7 @@ def feature_shape(backbone):
         return None
 
 
-class Adapter(CustomStepModel):
+class Adapter(BackboneAlias, CustomStepModel):
     """Base of the unsupervised domain adaptation models: task loss + one adaptation term.
 
     Loss = task loss on the source labels + `adaptation_loss(batch)`, the
@@ -88,7 +90,8 @@ class Adapter(CustomStepModel):
     target batch too), and implement `adaptation_loss`.
 
     Args:
-        feature_extractor: Keras model from inputs to features (the backbone).
+        backbone: Keras model from inputs to features (`feature_extractor=`
+            before 0.2, still accepted for one release).
         classifier: Keras model from features to class logits.
         strength: the initial `strength`.
 
@@ -104,19 +107,23 @@ class Adapter(CustomStepModel):
 
     adaptation_terms = ()
     uses_target_logits = False
+    # The backbone is stored as `feature_extractor`, the first release's name, in the config and
+    # in the weights file, so files load in either release.
     _nested = ("feature_extractor", "classifier")
+    _saved_names = {"feature_extractor": "backbone"}
 
-    def __init__(self, feature_extractor, classifier, strength=1.0, **kwargs):
+    def __init__(self, backbone=None, classifier=None, strength=1.0, **kwargs):
+        backbone = renamed_argument(
+            kwargs, "feature_extractor", "backbone", backbone, None, type(self).__name__
+        )
         super().__init__(**kwargs)
-        require_layer(feature_extractor, "feature_extractor")
+        require_layer(backbone, "backbone (formerly feature_extractor)")
         require_layer(classifier, "classifier")
-        self.feature_extractor = feature_extractor
+        self.feature_extractor = backbone
         self.classifier = classifier
         self.loss_terms = ("task_loss", *self.adaptation_terms)
         self._create_strength(strength)
-        self.built = (
-            feature_extractor.built and classifier.built
-        )  # the rest builds at the first step
+        self.built = backbone.built and classifier.built  # the rest builds at the first step
 
     # -- what a method defines -------------------------------------------------------------
 

@@ -4,11 +4,13 @@ import math
 
 import keras
 
+from keras_transfer._checks import renamed_argument
+from keras_transfer._checks import require_no_more_arguments
 from keras_transfer._checks import require_number
 
 
 class DANNSchedule(keras.callbacks.Callback):
-    """Sets lambda_p = 2/(1+exp(−gamma·p)) − 1 and lr = mu_0/(1+alpha·p)^beta before each step.
+    """Sets lambda_p = 2/(1+exp(−gamma·p)) − 1 and lr = mu_0/(1+lr_decay·p)^lr_power each step.
 
     p goes from 0 to 1 over the whole `fit()` (epochs × steps per epoch).
     lambda_p is written into any `Adapter`'s `strength` variable (what it
@@ -18,7 +20,8 @@ class DANNSchedule(keras.callbacks.Callback):
     Args:
         mu_0: initial learning rate; default the optimizer's at the start of fit.
         gamma: steepness of the lambda ramp (10 in the paper).
-        alpha, beta: learning-rate decay (10 and 0.75 in the paper).
+        lr_decay, lr_power: learning-rate decay (the paper's alpha = 10 and
+            beta = 0.75; `alpha=` and `beta=` before 0.2).
         lambda_max: lambda reached at p = 1 (scales the ramp).
         schedule_learning_rate: False leaves the learning rate alone.
 
@@ -30,16 +33,20 @@ class DANNSchedule(keras.callbacks.Callback):
         self,
         mu_0=None,
         gamma=10.0,
-        alpha=10.0,
-        beta=0.75,
+        lr_decay=10.0,
+        lr_power=0.75,
         lambda_max=1.0,
         schedule_learning_rate=True,
+        **renamed,
     ):
+        lr_decay = renamed_argument(renamed, "alpha", "lr_decay", lr_decay, 10.0, "DANNSchedule")
+        lr_power = renamed_argument(renamed, "beta", "lr_power", lr_power, 0.75, "DANNSchedule")
+        require_no_more_arguments(renamed, "DANNSchedule")
         super().__init__()
         self.mu_0 = None if mu_0 is None else require_number(mu_0, "mu_0", above=True)
         self.gamma = require_number(gamma, "gamma")
-        self.alpha = require_number(alpha, "alpha")
-        self.beta = require_number(beta, "beta")
+        self.lr_decay = require_number(lr_decay, "lr_decay")
+        self.lr_power = require_number(lr_power, "lr_power")
         self.lambda_max = require_number(lambda_max, "lambda_max")
         self.schedule_learning_rate = bool(schedule_learning_rate)
         self.history = []
@@ -49,8 +56,8 @@ class DANNSchedule(keras.callbacks.Callback):
         return 2.0 / (1.0 + math.exp(-gamma * p)) - 1.0
 
     @staticmethod
-    def learning_rate_at(p, mu_0, alpha=10.0, beta=0.75):
-        return mu_0 / (1.0 + alpha * p) ** beta
+    def learning_rate_at(p, mu_0, lr_decay=10.0, lr_power=0.75):
+        return mu_0 / (1.0 + lr_decay * p) ** lr_power
 
     def on_train_begin(self, logs=None):
         if not hasattr(self.model, "set_adaptation_strength"):
@@ -79,6 +86,6 @@ class DANNSchedule(keras.callbacks.Callback):
         self.model.set_adaptation_strength(lambda_)
         if self.schedule_learning_rate:
             self.model.optimizer.learning_rate = self.learning_rate_at(
-                p, self.mu_0, self.alpha, self.beta
+                p, self.mu_0, self.lr_decay, self.lr_power
             )
         self.history.append((p, lambda_))

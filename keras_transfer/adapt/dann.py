@@ -24,7 +24,7 @@ class DANN(Adapter):
     `DANNSchedule` for the paper's lambda and learning-rate ramps.
 
     Args:
-        feature_extractor: Keras model from inputs to features.
+        backbone: Keras model from inputs to features.
         classifier: Keras model from features to class logits.
         discriminator: Keras model from features to one logit; default a
             Dense(100, relu) -> Dense(1) as in the paper's digit experiments.
@@ -45,16 +45,16 @@ class DANN(Adapter):
 
     def __init__(
         self,
-        feature_extractor,
-        classifier,
+        backbone=None,
+        classifier=None,
         discriminator=None,
         lambda_=1.0,
         domain_weight=1.0,
         **kwargs,
     ):
-        super().__init__(feature_extractor, classifier, strength=lambda_, **kwargs)
+        super().__init__(backbone, classifier, strength=lambda_, **kwargs)
         self.discriminator = discriminator or default_discriminator()
-        check_discriminator(self.discriminator, feature_shape(self.feature_extractor))
+        check_discriminator(self.discriminator, feature_shape(self.backbone))
         self.domain_weight = require_number(domain_weight, "domain_weight")
 
     def _create_strength(self, initial):

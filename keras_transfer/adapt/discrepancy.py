@@ -5,6 +5,7 @@ CMD).
 import keras
 import tensorflow as tf
 
+from keras_transfer._checks import renamed_argument
 from keras_transfer._checks import require_number
 from keras_transfer._training import gather_replicas
 from keras_transfer.adapt.adapter import Adapter
@@ -16,38 +17,45 @@ from keras_transfer.adapt.losses import get_discrepancy
 class DiscrepancyAdapter(Adapter):
     """Aligns source and target features by a discrepancy: DDC/DAN (MMD), Deep CORAL, CMD.
 
-    Loss = task loss on source labels + `weight` · `strength` · discrepancy(source
+    Loss = task loss on source labels + `discrepancy_weight` · `strength` · discrepancy(source
     features, target features), at the feature extractor's output and at any
     classifier layers named in `layers` (DAN adapts several).
 
     Args:
-        feature_extractor: Keras model from inputs to features.
+        backbone: Keras model from inputs to features.
         classifier: Keras model from features to class logits.
         discrepancy: "mmd", "coral", "cmd" or a callable(x, y) -> scalar.
-        weight: weight of the discrepancy term(s).
+        discrepancy_weight: weight of the discrepancy term(s) (`weight=`
+            before 0.2, still accepted for one release).
         layers: names of classifier layers whose outputs are aligned too.
         options: keyword arguments for the discrepancy (e.g. {"estimator": "linear"}).
 
     Example:
-    >>> adapter = DiscrepancyAdapter(features, classifier, "coral", weight=1.0)  # doctest: +SKIP
+    >>> adapter = DiscrepancyAdapter(backbone, classifier, "coral", discrepancy_weight=1.0)
+    ... # doctest: +SKIP
     """
 
     adaptation_terms = ("discrepancy_loss", "weight")
 
+    _saved_names = {**Adapter._saved_names, "weight": "discrepancy_weight"}
+
     def __init__(
         self,
-        feature_extractor,
-        classifier,
+        backbone=None,
+        classifier=None,
         discrepancy="mmd",
-        weight=1.0,
+        discrepancy_weight=1.0,
         layers=None,
         options=None,
         **kwargs,
     ):
-        super().__init__(feature_extractor, classifier, **kwargs)
+        discrepancy_weight = renamed_argument(
+            kwargs, "weight", "discrepancy_weight", discrepancy_weight, 1.0, "DiscrepancyAdapter"
+        )
+        super().__init__(backbone, classifier, **kwargs)
         self._discrepancy_fn = get_discrepancy(discrepancy)
         self.discrepancy = discrepancy
-        self.weight = require_number(weight, "weight")
+        self.discrepancy_weight = require_number(discrepancy_weight, "discrepancy_weight")
         self.options = dict(options or {})
         self.layers_to_align = list(layers or [])
         self.uses_target_logits = bool(self.layers_to_align)
@@ -88,7 +96,7 @@ class DiscrepancyAdapter(Adapter):
                 for s, t in pairs
             ]
         )
-        weight = self.weight * tf.convert_to_tensor(self.strength)
+        weight = self.discrepancy_weight * tf.convert_to_tensor(self.strength)
         return weight * discrepancy, {"discrepancy_loss": discrepancy, "weight": weight}
 
     def get_config(self):
@@ -100,7 +108,7 @@ class DiscrepancyAdapter(Adapter):
         return {
             **super().get_config(),
             "discrepancy": self.discrepancy,
-            "weight": self.weight,
+            "discrepancy_weight": self.discrepancy_weight,
             "layers": self.layers_to_align,
             "options": self.options,
         }

@@ -50,7 +50,7 @@ class MCC(Adapter):
     `tf.distribute` the confusion is measured on the target batch of all replicas.
 
     Args:
-        feature_extractor: Keras model from inputs to features.
+        backbone: Keras model from inputs to features.
         classifier: Keras model from features to class logits.
         temperature: T of the softened predictions (2.5 in TLlib's recipes).
         confusion_weight: weight of the confusion term (1 in TLlib's recipes).
@@ -65,9 +65,9 @@ class MCC(Adapter):
     uses_target_logits = True
 
     def __init__(
-        self, feature_extractor, classifier, temperature=2.5, confusion_weight=1.0, **kwargs
+        self, backbone=None, classifier=None, temperature=2.5, confusion_weight=1.0, **kwargs
     ):
-        super().__init__(feature_extractor, classifier, **kwargs)
+        super().__init__(backbone, classifier, **kwargs)
         self.temperature = require_number(temperature, "temperature", above=True)
         self.confusion_weight = require_number(confusion_weight, "confusion_weight")
 

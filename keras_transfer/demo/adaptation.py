@@ -69,7 +69,9 @@ def run_adaptation_stage(task, settings, embedding_png, curves_png):
     plain_features = features
 
     features, classifier = _networks(task.input_shape, classes, settings.seed)
-    adapter = adapt.DiscrepancyAdapter(features, classifier, discrepancy="mmd", weight=0.3)
+    adapter = adapt.DiscrepancyAdapter(
+        features, classifier, discrepancy="mmd", discrepancy_weight=0.3
+    )
     adapter.compile(keras.optimizers.Adam(3e-3), metrics=["accuracy"])
     history = adapter.fit(
         domain_pairs(source, target, batch_size=settings.batch_size, seed=settings.seed),
