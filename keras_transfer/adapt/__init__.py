@@ -1,4 +1,4 @@
-"""Domain adaptation: DANN, MMD, CORAL, CMD, MCC, re-weighting, proxy A-distance.
+"""Domain adaptation: DANN, MMD, CORAL, CMD, MCC, re-weighting, proxy A-distance, the digit recipe.
 
 Each method is one file on the `Adapter` base (adapter.py) and one import line here.
 """
@@ -14,5 +14,8 @@ from keras_transfer.adapt.losses import coral
 from keras_transfer.adapt.losses import mmd
 from keras_transfer.adapt.mcc import MCC
 from keras_transfer.adapt.metrics import proxy_a_distance
+from keras_transfer.adapt.recipe import InverseDecay
+from keras_transfer.adapt.recipe import adaptation_optimizer
+from keras_transfer.adapt.recipe import digit_networks
 from keras_transfer.adapt.reweight import importance_weighted_risk
 from keras_transfer.adapt.reweight import importance_weights

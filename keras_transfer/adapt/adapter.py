@@ -159,12 +159,17 @@ class Adapter(BackboneAlias, CustomStepModel):
         """Class logits and the hidden outputs a method reads (none by default)."""
         return self.classifier(features, training=training), ()
 
-    def _domain(self, x, training, with_logits):
-        features = self.feature_extractor(x, training=training)
-        if not with_logits:
-            return DomainOutputs(features)
-        logits, hidden = self._classify(features, training)
-        return DomainOutputs(features, logits, tuple(hidden))
+    def _both_domains(self, x_source, x_target, training):
+        """Both domains through the networks as ONE batch, so BatchNorm normalises them with
+        shared statistics (as TLlib and CDAN do), split back into (source, target) outputs."""
+        n = tf.shape(x_source)[0]
+        features = self.feature_extractor(tf.concat([x_source, x_target], 0), training=training)
+        classified = features if self.uses_target_logits else features[:n]
+        logits, hidden = self._classify(classified, training)
+        source = DomainOutputs(features[:n], logits[:n], tuple(h[:n] for h in hidden))
+        if not self.uses_target_logits:
+            return source, DomainOutputs(features[n:])
+        return source, DomainOutputs(features[n:], logits[n:], tuple(h[n:] for h in hidden))
 
     def compute_terms(self, data, training):
         if not training:
@@ -173,8 +178,7 @@ class Adapter(BackboneAlias, CustomStepModel):
             task = self.task_loss_mean(y, logits, sample_weight)
             return StepTerms({"loss": task, "task_loss": task}, y, logits, sample_weight)
         x_source, y_source, weights, x_target = unpack_domain_pair(data)
-        source = self._domain(x_source, training, with_logits=True)
-        target = self._domain(x_target, training, with_logits=self.uses_target_logits)
+        source, target = self._both_domains(x_source, x_target, training)
         task = self.task_loss_mean(y_source, source.logits, weights)
         added, logs = self.adaptation_loss(DomainBatch(source, target, y_source, weights))
         return StepTerms(
