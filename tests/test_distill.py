@@ -93,7 +93,7 @@ def teacher(digits):
     model.compile(
         keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    model.fit(x_train, y_train, epochs=15, batch_size=64, verbose=0)
+    model.fit(x_train, y_train, epochs=30, batch_size=64, verbose=0)
     return model
 
 

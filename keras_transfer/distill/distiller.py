@@ -15,6 +15,7 @@ under `tf.distribute`.
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_transfer._checks import require_layer
@@ -34,6 +35,9 @@ from keras_transfer.distill.teachers import _input_shape
 from keras_transfer.distill.teachers import load_teacher
 
 TEACHER_OUTPUTS = ("logits", "probabilities")
+
+
+_SMALLEST_PROBABILITY = float(np.finfo(np.float32).tiny)
 
 
 def check_teacher_and_student(teacher, student, temperature, alpha, teacher_outputs):
@@ -247,7 +251,9 @@ class Distiller(CachedTeacherFit, CustomStepModel):
     def _teacher_forward(self, x):
         outputs = self._run(self.teacher, self._teacher_extractor, x, training=False)
         if self.teacher_outputs == "probabilities":
-            outputs[0] = tf.math.log(tf.clip_by_value(outputs[0], 1e-8, 1.0))
+            # the smallest normal float32 keeps every ratio the probabilities still hold;
+            # a larger floor (1e-8) flattened a confident teacher's dark knowledge
+            outputs[0] = tf.math.log(tf.maximum(outputs[0], _SMALLEST_PROBABILITY))
         return [tf.stop_gradient(o) for o in outputs]
 
     def call(self, inputs, training=False):
