@@ -18,6 +18,8 @@ ADAPTERS = {
     "coral_at_fc": partial(adapt.DiscrepancyAdapter, discrepancy="coral", layers=["fc"]),
     "cmd": partial(adapt.DiscrepancyAdapter, discrepancy="cmd", discrepancy_weight=0.3),
     "mcc": adapt.MCC,
+    "cdan_e": partial(adapt.CDAN, lambda_=0.3),
+    "cdan": partial(adapt.CDAN, lambda_=0.3, entropy_conditioning=False),
 }
 
 

@@ -264,3 +264,88 @@ def test_mcc_refuses_a_bad_temperature_or_weight():
     ):
         with pytest.raises(ValueError, match=name):
             adapt.MCC(*digit_networks(), **kwargs)
+
+
+# --- CDAN's conditioned discriminator input and entropy weights ------------------------------
+
+
+def test_multilinear_map_is_the_outer_product_of_probabilities_and_features(rng):
+    from keras_transfer.adapt.cdan import MultilinearMap
+
+    f = rng.normal(size=(6, 5)).astype("float32")
+    p = rng.dirichlet(np.ones(3), size=6).astype("float32")
+    want = np.stack([np.outer(p[i], f[i]).ravel() for i in range(6)])  # [c * d + j] = p_c f_j
+    np.testing.assert_allclose(MultilinearMap()([f, p]).numpy(), want, rtol=1e-6)
+
+
+def test_randomized_multilinear_map_is_the_product_of_two_fixed_projections(rng, tmp_path):
+    from keras_transfer.adapt.cdan import MultilinearMap
+
+    f = rng.normal(size=(6, 40)).astype("float32")
+    p = rng.dirichlet(np.ones(3), size=6).astype("float32")
+    layer = MultilinearMap(randomized_dim=16, max_full_dim=100)  # 40 x 3 > 100: randomized
+    out = layer([f, p]).numpy()
+    r_f, r_p = (w.numpy() for w in layer.weights)
+    assert r_f.shape == (40, 16) and r_p.shape == (3, 16)
+    np.testing.assert_allclose(out, (f @ r_f) * (p @ r_p) / 4.0, rtol=1e-5, atol=1e-6)
+    # the projections are saved: a restored model maps the same way
+    inputs = [keras.Input((40,)), keras.Input((3,))]
+    model = keras.Model(inputs, layer(inputs))
+    model.save(tmp_path / "map.keras")
+    restored = keras.saving.load_model(tmp_path / "map.keras", safe_mode=True)
+    np.testing.assert_allclose(restored.predict([f, p], verbose=0), out, rtol=1e-5)
+
+
+def test_cdan_e_loss_is_the_entropy_weighted_domain_cross_entropy(rng):
+    from keras_transfer import adapt
+    from keras_transfer.adapt.adapter import DomainBatch
+    from keras_transfer.adapt.adapter import DomainOutputs
+    from tests.adapters import digit_networks
+
+    backbone, classifier = digit_networks()
+    width = backbone.output_shape[-1]
+    discriminator = keras.Sequential([keras.Input((width * 10,)), keras.layers.Dense(1)])
+    cdan = adapt.CDAN(backbone, classifier, discriminator=discriminator)
+    f = rng.normal(size=(8, width)).astype("float32")
+    logits = rng.normal(size=(8, 10)).astype("float32") * 3
+    batch = DomainBatch(
+        DomainOutputs(f[:4], logits[:4]), DomainOutputs(f[4:], logits[4:]), np.zeros(4)
+    )
+    loss, logs = cdan.adaptation_loss(batch)
+    # numpy: p = softmax(logits); h = p (x) f; d = discriminator(h); w = 1 + exp(-H(p)),
+    # normalised to mean 1; loss = mean(w * BCE(d, [0]*4 + [1]*4)).
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    h = np.stack([np.outer(p[i], f[i]).ravel() for i in range(8)])
+    kernel, bias = (w.numpy() for w in discriminator.weights)
+    d = (h @ kernel + bias)[:, 0]
+    labels = np.array([0.0] * 4 + [1.0] * 4)
+    bce = np.maximum(d, 0) - d * labels + np.log1p(np.exp(-np.abs(d)))
+    w = 1 + np.exp((p * np.log(p + 1e-5)).sum(1))
+    w /= w.mean()
+    assert float(loss) == pytest.approx(float((w * bce).mean()), rel=1e-5)
+    assert float(logs["domain_accuracy"]) == pytest.approx(np.mean((d > 0) == labels))
+    plain = adapt.CDAN(backbone, classifier, discriminator=discriminator, entropy_conditioning=False)
+    assert float(plain.adaptation_loss(batch)[0]) == pytest.approx(float(bce.mean()), rel=1e-5)
+
+
+def test_cdan_trains_the_features_against_the_discriminator_through_the_map_only(rng):
+    """The conditioning softmax is held constant: the domain loss reaches the classifier not at
+    all (only through the task loss), the backbone reversed, the discriminator directly."""
+    from keras_transfer import adapt
+    from keras_transfer.adapt.adapter import DomainBatch
+    from keras_transfer.adapt.adapter import DomainOutputs
+    from tests.adapters import digit_networks
+
+    backbone, classifier = digit_networks()
+    cdan = adapt.CDAN(backbone, classifier)
+    x = tf.constant(rng.normal(size=(8, 8, 8, 1)).astype("float32"))
+    with tf.GradientTape() as tape:
+        f = backbone(x)
+        logits = classifier(f)
+        batch = DomainBatch(DomainOutputs(f[:4], logits[:4]), DomainOutputs(f[4:], logits[4:]), 0)
+        loss, _ = cdan.adaptation_loss(batch)
+    variables = classifier.trainable_variables + backbone.trainable_variables
+    gradients = tape.gradient(loss, variables + cdan.discriminator.trainable_variables)
+    assert all(g is None for g in gradients[: len(classifier.trainable_variables)])
+    assert all(g is not None for g in gradients[len(classifier.trainable_variables) :])

@@ -232,6 +232,24 @@ CASES = [
         (),
     ),
     (
+        "CDAN: discriminator output",
+        lambda m, d: adapt.CDAN(
+            _features(m),
+            keras.Sequential([keras.Input((16,)), keras.layers.Dense(4)]),
+            discriminator=keras.Sequential([keras.layers.Dense(3)]),
+        ),
+        ValueError,
+        "discriminator must output one logit",
+        (),
+    ),
+    (
+        "CDAN: randomized_dim",
+        lambda m, d: adapt.CDAN(_features(m), keras.layers.Dense(4), randomized_dim=0),
+        ValueError,
+        "randomized_dim",
+        (),
+    ),
+    (
         "DiscrepancyAdapter: negative weight",
         lambda m, d: adapt.DiscrepancyAdapter(
             _features(m), keras.layers.Dense(4), discrepancy_weight=-0.3

@@ -65,6 +65,8 @@ TASKS = {
 ROWS = {
     "source only": None,
     "DANN": adapt.DANN,
+    "CDAN": lambda b, c: adapt.CDAN(b, c, entropy_conditioning=False),
+    "CDAN+E": adapt.CDAN,
     "MCC": adapt.MCC,
     "MMD (DAN)": lambda b, c: adapt.DiscrepancyAdapter(b, c, discrepancy="mmd"),
     "Deep CORAL": lambda b, c: adapt.DiscrepancyAdapter(b, c, discrepancy="coral"),

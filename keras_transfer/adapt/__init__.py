@@ -1,10 +1,11 @@
-"""Domain adaptation: DANN, MMD, CORAL, CMD, MCC, re-weighting, proxy A-distance, the digit recipe.
+"""Domain adaptation: DANN, CDAN, MMD, CORAL, CMD, MCC, re-weighting, proxy A-distance, recipes.
 
 Each method is one file on the `Adapter` base (adapter.py) and one import line here.
 """
 
 from keras_transfer.adapt.adapter import Adapter
 from keras_transfer.adapt.callbacks import DANNSchedule
+from keras_transfer.adapt.cdan import CDAN
 from keras_transfer.adapt.dann import DANN
 from keras_transfer.adapt.discrepancy import DiscrepancyAdapter
 from keras_transfer.adapt.layers import GradientReversal

@@ -53,9 +53,16 @@ class DANN(Adapter):
         **kwargs,
     ):
         super().__init__(backbone, classifier, strength=lambda_, **kwargs)
-        self.discriminator = discriminator or default_discriminator()
-        check_discriminator(self.discriminator, feature_shape(self.backbone))
+        self.discriminator = discriminator or self._default_discriminator()
+        check_discriminator(self.discriminator, self._discriminator_input_shape())
         self.domain_weight = require_number(domain_weight, "domain_weight")
+
+    def _default_discriminator(self):
+        return default_discriminator()
+
+    def _discriminator_input_shape(self):
+        """The per-sample shape the discriminator receives, or None where not known yet."""
+        return feature_shape(self.backbone)
 
     def _create_strength(self, initial):
         # The strength lives in the reversal layer, where files saved by the first release have it.
