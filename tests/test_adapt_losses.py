@@ -325,7 +325,9 @@ def test_cdan_e_loss_is_the_entropy_weighted_domain_cross_entropy(rng):
     w /= w.mean()
     assert float(loss) == pytest.approx(float((w * bce).mean()), rel=1e-5)
     assert float(logs["domain_accuracy"]) == pytest.approx(np.mean((d > 0) == labels))
-    plain = adapt.CDAN(backbone, classifier, discriminator=discriminator, entropy_conditioning=False)
+    plain = adapt.CDAN(
+        backbone, classifier, discriminator=discriminator, entropy_conditioning=False
+    )
     assert float(plain.adaptation_loss(batch)[0]) == pytest.approx(float(bce.mean()), rel=1e-5)
 
 

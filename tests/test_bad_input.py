@@ -14,6 +14,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_transfer as kt
 from keras_transfer import adapt
@@ -30,6 +31,16 @@ def model():
 
 def _features(model):
     return keras.Model(model.inputs, model.layers[0].output)
+
+
+def _plain():
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+
+
+def _with_batch_norm():
+    return keras.Sequential(
+        [keras.Input((4,)), keras.layers.BatchNormalization(), keras.layers.Dense(3)]
+    )
 
 
 def _write(folder, name, content):
@@ -247,6 +258,68 @@ CASES = [
         lambda m, d: adapt.CDAN(_features(m), keras.layers.Dense(4), randomized_dim=0),
         ValueError,
         "randomized_dim",
+        (),
+    ),
+    (
+        "adabn: no BatchNormalization",
+        lambda m, d: adapt.adabn(_plain(), np.zeros((8, 4), "float32")),
+        ValueError,
+        "no BatchNormalization",
+        (),
+    ),
+    (
+        "tent: a subclassed model",
+        lambda m, d: adapt.tent(adapt.MCC(*adapt.digit_networks()), np.zeros((8, 28, 28, 1))),
+        TypeError,
+        "model must be a Functional or Sequential",
+        (),
+    ),
+    (
+        "adabn: a missing file",
+        lambda m, d: adapt.adabn(os.path.join(d, "missing.keras"), np.zeros((8, 4))),
+        FileNotFoundError,
+        "model file not found",
+        (),
+    ),
+    (
+        "adabn: target labels",
+        lambda m, d: adapt.adabn(
+            _with_batch_norm(),
+            tf.data.Dataset.from_tensor_slices((np.zeros((8, 4)), np.zeros(8))).batch(4),
+        ),
+        ValueError,
+        "x_target must yield inputs only",
+        (),
+    ),
+    (
+        "tent: empty target",
+        lambda m, d: adapt.tent(_with_batch_norm(), np.zeros((0, 4))),
+        ValueError,
+        "x_target must be a non-empty array",
+        (),
+    ),
+    (
+        "tent: zero epochs",
+        lambda m, d: adapt.tent(_with_batch_norm(), np.zeros((8, 4)), epochs=0),
+        ValueError,
+        "epochs",
+        (),
+    ),
+    (
+        "shot: no classifier layer last",
+        lambda m, d: adapt.shot(
+            keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Softmax()]),
+            np.zeros((8, 4)),
+        ),
+        ValueError,
+        "classifier layer",
+        (),
+    ),
+    (
+        "shot: negative pseudo_label_weight",
+        lambda m, d: adapt.shot(_plain(), np.zeros((8, 4)), pseudo_label_weight=-1.0),
+        ValueError,
+        "pseudo_label_weight",
         (),
     ),
     (

@@ -1,8 +1,10 @@
-"""Domain adaptation: DANN, CDAN, MMD, CORAL, CMD, MCC, re-weighting, proxy A-distance, recipes.
+"""Domain adaptation: DANN, CDAN, MMD, CORAL, CMD, MCC; AdaBN, TENT, SHOT; re-weighting, recipes.
 
 Each method is one file on the `Adapter` base (adapter.py) and one import line here.
 """
 
+from keras_transfer.adapt import batchnorm
+from keras_transfer.adapt.adabn import adabn
 from keras_transfer.adapt.adapter import Adapter
 from keras_transfer.adapt.callbacks import DANNSchedule
 from keras_transfer.adapt.cdan import CDAN
@@ -20,3 +22,6 @@ from keras_transfer.adapt.recipe import adaptation_optimizer
 from keras_transfer.adapt.recipe import digit_networks
 from keras_transfer.adapt.reweight import importance_weighted_risk
 from keras_transfer.adapt.reweight import importance_weights
+from keras_transfer.adapt.shot import shot
+from keras_transfer.adapt.tent import prediction_entropy
+from keras_transfer.adapt.tent import tent

@@ -1,0 +1,174 @@
+"""Parts shared by the test-time adapters (AdaBN, TENT, SHOT): a deployed model in, a copy out.
+
+`copy_model` makes the copy a method adapts, so the user's model is never
+changed; `batch_moments_probe` runs that copy with every BatchNormalization
+normalising by the batch's own moments (and summing them), Dropout and the
+rest in inference mode; `set_target_statistics` makes the copy's moving
+statistics the target's.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_transfer._checks import require_keras_archive
+from keras_transfer._checks import require_number
+
+
+def load_plain_model(model, argument="model"):
+    """`model`, or the model in a `.keras` file (safe mode); a Functional or Sequential one."""
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{argument} file not found: {path!r}.")
+        model = keras.saving.load_model(require_keras_archive(path, argument), safe_mode=True)
+    from keras.src.models.functional import Functional
+
+    if not isinstance(model, (keras.Sequential, Functional)):
+        raise TypeError(
+            f"{argument} must be a Functional or Sequential keras.Model or a .keras file of one "
+            f"(a copy of it is adapted); got {type(model).__name__}. For an adapter pass "
+            "keras.Sequential([adapter.backbone, adapter.classifier])."
+        )
+    if not model.built or not model.inputs:
+        raise ValueError(f"{argument} must be built (called on data or given an Input) first.")
+    return model
+
+
+def batch_norm_layers(model):
+    """Every BatchNormalization layer in `model`, nested models included, in order."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif hasattr(layer, "layers"):
+            found.extend(batch_norm_layers(layer))
+    return found
+
+
+def copy_model(model, argument="model", needs_batch_norm=True):
+    """A copy of a Functional or Sequential model (nested ones too) with its weights; with
+    `needs_batch_norm`, it must hold a BatchNormalization layer."""
+    model = load_plain_model(model, argument)
+    if needs_batch_norm and not batch_norm_layers(model):
+        raise ValueError(
+            f"{argument} has no BatchNormalization layer: test-time adaptation by BatchNorm "
+            "statistics has nothing to adapt."
+        )
+    copy = keras.models.clone_model(model, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class BatchMoments(keras.layers.Layer):
+    """A BatchNormalization layer run on each batch's own moments, which it also sums.
+
+    It normalises with the wrapped layer's scale and offset (trainable, if it
+    is) and the batch's mean and variance whatever `training` is, the way a
+    BatchNorm layer trains, even when the wrapped one is frozen; `mean()` and
+    `variance()` are the population moments of everything it has seen.
+
+    Args:
+        layer: the BatchNormalization layer (shared, not copied).
+    """
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(name=kwargs.pop("name", f"{layer.name}_moments"), **kwargs)
+        if isinstance(layer, dict):
+            layer = keras.saving.deserialize_keras_object(layer)
+        self.layer = layer
+
+    def build(self, input_shape):
+        channels = (input_shape[self.layer.axis],)
+        self.total = self.add_weight(shape=channels, initializer="zeros", trainable=False)
+        self.total_square = self.add_weight(shape=channels, initializer="zeros", trainable=False)
+        self.count = self.add_weight(shape=(), initializer="zeros", trainable=False)
+
+    def _axes(self, rank):
+        return [i for i in range(rank) if i != self.layer.axis % rank]
+
+    def call(self, inputs, training=None, mask=None):
+        x = tf.cast(inputs, tf.float32)
+        axes = self._axes(len(x.shape))
+        mean, variance = tf.nn.moments(x, axes, keepdims=True)
+        n = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
+        self.total.assign_add(tf.reshape(mean, [-1]) * n)
+        self.total_square.assign_add(tf.reshape(variance + tf.square(mean), [-1]) * n)
+        self.count.assign_add(n)
+        shape = mean.shape
+        gamma = self.layer.gamma if self.layer.scale else None
+        beta = self.layer.beta if self.layer.center else None
+        reshape = lambda v: None if v is None else tf.reshape(tf.cast(v, tf.float32), shape)  # noqa: E731
+        out = tf.nn.batch_normalization(
+            x, mean, variance, reshape(beta), reshape(gamma), self.layer.epsilon
+        )
+        return tf.cast(out, inputs.dtype)
+
+    def reset(self):
+        for variable in (self.total, self.total_square, self.count):
+            variable.assign(tf.zeros_like(variable))
+
+    def mean(self):
+        return self.total / self.count
+
+    def variance(self):
+        return tf.maximum(self.total_square / self.count - tf.square(self.mean()), 0.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}
+
+
+def batch_moments_probe(model):
+    """(probe, moments): `model` with each BatchNormalization wrapped in `BatchMoments`, every
+    other layer shared with it, so training the probe trains `model`."""
+    moments = []
+
+    def wrap(layer):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            moments.append(BatchMoments(layer))
+            return moments[-1]
+        return layer
+
+    probe = keras.models.clone_model(model, clone_function=wrap, recursive=True)
+    return probe, moments
+
+
+def target_batches(x_target, batch_size, argument="x_target"):
+    """The target inputs as a dataset of batches: an array, or a `tf.data.Dataset` of inputs."""
+    batch_size = require_number(batch_size, "batch_size", above=True, integer=True)
+    if isinstance(x_target, tf.data.Dataset):
+        spec = x_target.element_spec
+        if isinstance(spec, tuple):
+            raise ValueError(
+                f"{argument} must yield inputs only (no labels: the target is unlabelled); "
+                f"it yields a tuple {spec}."
+            )
+        return x_target
+    x = np.asarray(x_target)
+    if x.dtype == object or x.ndim < 2 or len(x) == 0:
+        raise ValueError(
+            f"{argument} must be a non-empty array of target inputs (samples first) or a "
+            f"tf.data.Dataset of them; got shape {x.shape} and dtype {x.dtype}."
+        )
+    return tf.data.Dataset.from_tensor_slices(x.astype("float32")).batch(int(batch_size))
+
+
+def set_target_statistics(model, batches):
+    """Sets every BatchNormalization moving mean and variance in `model` to the population
+    moments of its inputs over `batches` (each BatchNorm normalising on batch moments)."""
+    probe, moments = batch_moments_probe(model)
+    run = tf.function(lambda x: probe(x, training=False))
+    for batch in batches:
+        run(batch)
+    for moment in moments:
+        moment.layer.moving_mean.assign(tf.cast(moment.mean(), moment.layer.moving_mean.dtype))
+        moment.layer.moving_variance.assign(
+            tf.cast(moment.variance(), moment.layer.moving_variance.dtype)
+        )
+    return model
