@@ -11,6 +11,12 @@ from functools import partial
 import keras
 
 from keras_transfer import adapt
+from keras_transfer.adapt.domain import default_discriminator
+
+
+def no_dropout_discriminator():
+    return default_discriminator(64, hidden_layers=2)
+
 
 ADAPTERS = {
     "dann": partial(adapt.DANN, lambda_=0.3),
@@ -18,8 +24,11 @@ ADAPTERS = {
     "coral_at_fc": partial(adapt.DiscrepancyAdapter, discrepancy="coral", layers=["fc"]),
     "cmd": partial(adapt.DiscrepancyAdapter, discrepancy="cmd", discrepancy_weight=0.3),
     "mcc": adapt.MCC,
-    "cdan_e": partial(adapt.CDAN, lambda_=0.3),
-    "cdan": partial(adapt.CDAN, lambda_=0.3, entropy_conditioning=False),
+    # CDAN's default discriminator has dropout, whose masks no two-replica run can reproduce
+    "cdan_e": lambda b, c: adapt.CDAN(b, c, discriminator=no_dropout_discriminator(), lambda_=0.3),
+    "cdan": lambda b, c: adapt.CDAN(
+        b, c, discriminator=no_dropout_discriminator(), entropy_conditioning=False, lambda_=0.3
+    ),
 }
 
 

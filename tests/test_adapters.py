@@ -87,3 +87,66 @@ def test_every_adaptation_method_is_in_the_harness_table():
     missing = sorted(cls.__name__ for cls in adapter_classes() - tabled)
     assert not missing, f"add a row for {missing} to ADAPTERS in tests/adapters.py"
     assert tabled, "the table is not empty"
+
+
+class PushToClassZero(adapt.Adapter):
+    """A run built to collapse: its term drives every target prediction to class 0."""
+
+    adaptation_terms = ("push_loss",)
+    uses_target_logits = True
+
+    def adaptation_loss(self, batch):
+        logits = batch.target.logits
+        push = keras.ops.mean(
+            keras.losses.sparse_categorical_crossentropy(
+                keras.ops.zeros_like(logits[:, 0], "int32"), logits, from_logits=True
+            )
+        )
+        return 20.0 * self.strength * push, {"push_loss": push}
+
+
+def test_the_collapse_guard_stops_a_collapsing_run_and_restores_the_healthy_weights(
+    shifted_digits,
+):
+    from tests.adapters import digit_networks
+
+    keras.utils.set_random_seed(0)
+    adapter = PushToClassZero(*digit_networks(), strength=0.0)
+    adapter.compile(keras.optimizers.Adam(3e-3))
+    healthy = []
+
+    class Strengthen(keras.callbacks.Callback):  # two healthy epochs, then the push
+        def on_epoch_begin(self, epoch, logs=None):
+            healthy.append(adapter.get_weights())  # the weights at the start of each epoch
+
+        def on_epoch_end(self, epoch, logs=None):
+            adapter.set_adaptation_strength(1.0 if epoch >= 1 else 0.0)
+
+    with pytest.warns(RuntimeWarning, match=r"collapsed at epoch \d.*push_loss"):
+        history = adapter.fit(pairs(shifted_digits), epochs=12, verbose=0, callbacks=[Strengthen()])
+    shares = history.history["target_class_share"]
+    assert len(shares) < 12, "training stopped"
+    assert shares[-1] >= 0.9 > max(shares[:-1])
+    last_healthy = healthy[len(shares) - 2]  # the start of the last epoch below the threshold
+    for restored, want in zip(adapter.get_weights(), last_healthy):
+        np.testing.assert_array_equal(restored, want)
+    predicted = adapter.predict(shifted_digits[1][0], verbose=0).argmax(-1)
+    assert np.bincount(predicted).max() / len(predicted) < 0.9
+
+    # stop=False only warns; a run that does not collapse never warns
+    keras.utils.set_random_seed(0)
+    adapter = PushToClassZero(*digit_networks(), strength=1.0)
+    adapter.compile(keras.optimizers.Adam(3e-3))
+    with pytest.warns(RuntimeWarning, match="Training goes on"):
+        history = adapter.fit(
+            pairs(shifted_digits), epochs=3, verbose=0, callbacks=[adapt.CollapseGuard(stop=False)]
+        )
+    assert len(history.history["loss"]) == 3
+    keras.utils.set_random_seed(0)
+    healthy_run = PushToClassZero(*digit_networks(), strength=0.0)
+    healthy_run.compile(keras.optimizers.Adam(3e-3))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        healthy_run.fit(pairs(shifted_digits), epochs=2, verbose=0)

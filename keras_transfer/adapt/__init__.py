@@ -6,6 +6,7 @@ Each method is one file on the `Adapter` base (adapter.py) and one import line h
 from keras_transfer.adapt import batchnorm
 from keras_transfer.adapt.adabn import adabn
 from keras_transfer.adapt.adapter import Adapter
+from keras_transfer.adapt.callbacks import CollapseGuard
 from keras_transfer.adapt.callbacks import DANNSchedule
 from keras_transfer.adapt.cdan import CDAN
 from keras_transfer.adapt.dann import DANN

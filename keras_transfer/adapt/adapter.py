@@ -19,6 +19,7 @@ from keras_transfer._checks import require_number
 from keras_transfer._custom_step import CustomStepModel
 from keras_transfer._custom_step import StepTerms
 from keras_transfer._training import BackboneAlias
+from keras_transfer._training import gather_replicas
 
 
 class DomainOutputs(NamedTuple):
@@ -69,6 +70,18 @@ def unpack_domain_pair(data):
     return x_source, y_source, weights, x_target
 
 
+def largest_class_share(logits):
+    """The share of a batch given its most frequent predicted class (1.0: all one class).
+
+    Example:
+    >>> float(largest_class_share(tf.constant([[2.0, 0.0], [3.0, 1.0], [0.0, 1.0]])))
+    0.6666666865348206
+    """
+    predicted = tf.argmax(logits, axis=-1)
+    counts = tf.reduce_sum(tf.one_hot(predicted, tf.shape(logits)[-1]), axis=0)
+    return tf.reduce_max(counts) / tf.cast(tf.shape(logits)[0], tf.float32)
+
+
 def feature_shape(backbone):
     """The per-sample shape of a backbone's output, or None where it is not known yet."""
     try:
@@ -88,6 +101,11 @@ class Adapter(BackboneAlias, CustomStepModel):
     Subclasses set `adaptation_terms` (the names of the logs their term
     returns) and `uses_target_logits` (whether the classifier runs on the
     target batch too), and implement `adaptation_loss`.
+
+    Training also logs `target_class_share`, the share of each target batch
+    given its most frequent predicted class; `fit` adds a `CollapseGuard`
+    (unless given one), which stops training and restores healthy weights when
+    that share reaches 0.9, naming the method's terms.
 
     Args:
         backbone: Keras model from inputs to features (`feature_extractor=`
@@ -121,7 +139,7 @@ class Adapter(BackboneAlias, CustomStepModel):
         require_layer(classifier, "classifier")
         self.feature_extractor = backbone
         self.classifier = classifier
-        self.loss_terms = ("task_loss", *self.adaptation_terms)
+        self.loss_terms = ("task_loss", *self.adaptation_terms, "target_class_share")
         self._create_strength(strength)
         self.built = backbone.built and classifier.built  # the rest builds at the first step
 
@@ -181,6 +199,19 @@ class Adapter(BackboneAlias, CustomStepModel):
         source, target = self._both_domains(x_source, x_target, training)
         task = self.task_loss_mean(y_source, source.logits, weights)
         added, logs = self.adaptation_loss(DomainBatch(source, target, y_source, weights))
+        target_logits = target.logits
+        if target_logits is None:  # only watched: no gradient, dropout and BatchNorm at inference
+            target_logits = tf.stop_gradient(self.classifier(target.features, training=False))
+        logs["target_class_share"] = largest_class_share(gather_replicas(target_logits))
         return StepTerms(
             {"loss": task + added, "task_loss": task, **logs}, y_source, source.logits, weights
         )
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, with a `CollapseGuard` unless `callbacks` hold one."""
+        from keras_transfer.adapt.callbacks import CollapseGuard
+
+        callbacks = list(callbacks or [])
+        if not any(isinstance(callback, CollapseGuard) for callback in callbacks):
+            callbacks.append(CollapseGuard())
+        return super().fit(*args, callbacks=callbacks, **kwargs)

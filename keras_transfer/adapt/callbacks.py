@@ -1,6 +1,7 @@
-"""DANNSchedule: the lambda and learning-rate ramps of Ganin et al. (2016)."""
+"""DANNSchedule, the lambda and learning-rate ramps of Ganin et al. (2016); CollapseGuard."""
 
 import math
+import warnings
 
 import keras
 
@@ -89,3 +90,67 @@ class DANNSchedule(keras.callbacks.Callback):
                 p, self.mu_0, self.lr_decay, self.lr_power
             )
         self.history.append((p, lambda_))
+
+
+class CollapseGuard(keras.callbacks.Callback):
+    """Stops an adapter whose target predictions collapse to one class, and undoes the collapse.
+
+    An adaptation term that is too strong can buy domain alignment by giving
+    every target image the same class. After each epoch this reads the
+    adapter's `target_class_share` log (the mean share of a target batch given
+    its most frequent class); at `threshold` or above it warns, naming the
+    method's terms and weight arguments, and with `stop` it ends training
+    and restores the weights from the start of the last epoch whose share
+    stayed below the threshold (an epoch's mean lags its end). `Adapter.fit`
+    adds one with the defaults.
+
+    Args:
+        threshold: the share that counts as a collapse (a balanced 10-class
+            batch of 64 gives about 0.2).
+        stop: stop and restore (True) or only warn (False).
+
+    Example:
+    >>> adapter.fit(pairs, epochs=10, callbacks=[CollapseGuard(stop=False)])  # doctest: +SKIP
+    """
+
+    def __init__(self, threshold=0.9, stop=True):
+        super().__init__()
+        self.threshold = require_number(threshold, "threshold", above=True, maximum=1.0)
+        self.stop = bool(stop)
+        self.collapsed_epoch = None
+
+    def on_train_begin(self, logs=None):
+        self.collapsed_epoch = None
+        self._healthy = self._epoch_start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.stop:
+            self._epoch_start = self.model.get_weights()
+            if self._healthy is None:
+                self._healthy = self._epoch_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        share = (logs or {}).get("target_class_share")
+        if share is None:
+            return
+        if share < self.threshold:
+            self._healthy = self._epoch_start
+            return
+        self.collapsed_epoch = epoch
+        terms = ", ".join(getattr(self.model, "adaptation_terms", ())) or "its adaptation term"
+        action = (
+            "Training stopped; the weights from the start of the last epoch below it restored."
+            if self.stop
+            else "Training goes on (CollapseGuard(stop=False))."
+        )
+        warnings.warn(
+            f"{type(self.model).__name__}: the target predictions collapsed at epoch {epoch + 1}: "
+            f"{share:.0%} of each target batch went to one class (threshold "
+            f"{self.threshold:.0%}). The adaptation term ({terms}) outweighs the task: lower its "
+            f"weight argument or strength. {action}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        if self.stop:
+            self.model.set_weights(self._healthy)
+            self.model.stop_training = True

@@ -149,9 +149,8 @@ class CDAN(DANN):
         features = tf.concat([batch.source.features, batch.target.features], axis=0)
         logits = tf.concat([batch.source.logits, batch.target.logits], axis=0)
         probabilities = tf.stop_gradient(tf.nn.softmax(tf.cast(logits, tf.float32)))
-        conditioned = self.multilinear(
-            [tf.reshape(features, [tf.shape(features)[0], -1]), probabilities]
-        )
+        flat = tf.reshape(features, [-1, int(np.prod(features.shape[1:]))])
+        conditioned = self.multilinear([flat, probabilities])
         domain_logits = self.discriminator(self.reversal(conditioned), training=True)
         weights = entropy_weights(probabilities) if self.entropy_conditioning else None
         loss, accuracy = domain_classification_loss(
