@@ -192,6 +192,36 @@ def summary(results):
     return header, table
 
 
+def markdown(results):
+    """The README's table: one line per row, both tasks side by side."""
+    tasks = [name for name, _, _ in TASKS.values()]
+    lines = [
+        "| row | " + " | ".join(f"{t} % | largest class | time" for t in tasks) + " |",
+        "|---|" + "---:|---:|---:|" * len(tasks),
+    ]
+    for row in [*ROWS, *SOURCE_FREE]:
+        cells = []
+        for task in tasks:
+            entry = results.get(task, {}).get(row)
+            if not entry:
+                cells += ["", "", ""]
+                continue
+            time_cell = (
+                f"{entry['seconds_per_step_median']:.0f} s"
+                if row in SOURCE_FREE
+                else f"{entry['seconds_per_step_median'] * 1000:.0f} ms/step"
+            )
+            cells += [
+                f"{100 * entry['accuracy_mean']:.1f} ± {100 * entry['accuracy_std']:.1f}"
+                + ("" if len(entry["runs"]) == 3 else f" ({len(entry['runs'])} seed)"),
+                f"{entry['largest_class_share_max']:.2f}",
+                time_cell,
+            ]
+        if any(cells):
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -202,7 +232,13 @@ def main():
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--fresh", action="store_true", help="ignore runs already in the JSON")
     parser.add_argument("--json", default=JSON, help="results file (in results/ unless a path)")
+    parser.add_argument("--table", action="store_true", help="print the JSON's README table")
     args = parser.parse_args()
+    if args.table:
+        rows = json.load(open(os.path.join(RESULTS, args.json)))["rows"]
+        summary(rows)
+        print(markdown(rows))
+        return
 
     path = os.path.join(RESULTS, args.json)
     earlier = {} if args.fresh or not os.path.exists(path) else json.load(open(path))
