@@ -38,6 +38,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import keras
@@ -82,6 +85,9 @@ ROWS = {
 # .keras file, as a user ships it) with the unlabelled target training images alone.
 SOURCE_FREE = {"AdaBN": adapt.adabn, "TENT": adapt.tent, "SHOT": adapt.shot}
 MODELS = os.path.join(RESULTS, "adapt_digits_models")  # ignored by git: products of a run
+# The peer: ADAPT 0.4.5 (pip adapt, scikeras, cvxopt) on tf.keras in a subprocess (adapt_peer.py),
+# from the initial weights of our model of the same seed (its default discriminator included).
+PEER = {"ADAPT DANN": adapt.DANN, "ADAPT CDAN": adapt.CDAN, "ADAPT MDD": None}
 
 
 def load_domains(data_dir, seed):
@@ -122,6 +128,49 @@ def source_model_file(task, seed, steps):
     return os.path.join(MODELS, f"{task}-seed{seed}-steps{steps}.keras")
 
 
+def peer_available():
+    check = "import adapt.feature_based"
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
+    return (
+        subprocess.run([sys.executable, "-c", check], env=env, capture_output=True).returncode == 0
+    )
+
+
+def run_peer(row, x_source, y_source, target_x, x_test, seed, steps):
+    """ADAPT's method in a tf.keras subprocess: (test predictions, per-step seconds)."""
+    keras.utils.set_random_seed(seed)
+    backbone, classifier = adapt.digit_networks()
+    parts = {"backbone": backbone, "classifier": classifier}
+    if PEER[row] is not None:
+        parts["discriminator"] = PEER[row](backbone, classifier).discriminator
+    weights = {
+        f"{name}_{i}": w for name, model in parts.items() for i, w in enumerate(model.get_weights())
+    }
+    settings = {"method": row.split()[-1], "steps": steps, "batch_size": BATCH, "seed": seed}
+    with tempfile.TemporaryDirectory() as folder:
+        given, returned = os.path.join(folder, "in.npz"), os.path.join(folder, "out.npz")
+        np.savez(
+            given,
+            x_source=x_source,
+            y_source=y_source,
+            x_target=target_x,
+            x_test=x_test,
+            settings=json.dumps(settings),
+            **weights,
+        )
+        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
+        done = subprocess.run(
+            [sys.executable, os.path.join(HERE, "adapt_peer.py"), given, returned],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"adapt_peer.py failed for {row}:\n{done.stderr[-3000:]}")
+        out = np.load(returned)
+        return out["test_predictions"], list(out["step_seconds"])
+
+
 def run(row, domains, task, seed, steps):
     """One row on one task and seed: the trained model's target accuracy, collapse, s/step."""
     _, source_name, target_name = TASKS[task]
@@ -134,6 +183,8 @@ def run(row, domains, task, seed, steps):
         os.makedirs(MODELS, exist_ok=True)
         model.save(source_file)
         seconds = timer.seconds
+    elif row in PEER:
+        predicted, seconds = run_peer(row, x_source, y_source, target_x, x_test, seed, steps)
     elif row in SOURCE_FREE:
         if not os.path.exists(source_file):
             os.makedirs(MODELS, exist_ok=True)
@@ -149,7 +200,8 @@ def run(row, domains, task, seed, steps):
         schedule = adapt.DANNSchedule(schedule_learning_rate=False)
         model.fit(pairs, epochs=-(-steps // len(pairs)), verbose=0, callbacks=[timer, schedule])
         seconds = timer.seconds
-    predicted = np.argmax(model.predict(x_test, batch_size=1000, verbose=0), -1)
+    if row not in PEER:
+        predicted = np.argmax(model.predict(x_test, batch_size=1000, verbose=0), -1)
     return {
         "seed": seed,
         "steps": len(seconds),
@@ -199,7 +251,7 @@ def markdown(results):
         "| row | " + " | ".join(f"{t} % | largest class | time" for t in tasks) + " |",
         "|---|" + "---:|---:|---:|" * len(tasks),
     ]
-    for row in [*ROWS, *SOURCE_FREE]:
+    for row in [*ROWS, *SOURCE_FREE, *PEER]:
         cells = []
         for task in tasks:
             entry = results.get(task, {}).get(row)
@@ -225,7 +277,7 @@ def markdown(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    every_row = [*ROWS, *SOURCE_FREE]
+    every_row = [*ROWS, *SOURCE_FREE, *PEER]
     parser.add_argument("--rows", nargs="+", default=every_row, choices=every_row)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=5000)
@@ -244,6 +296,9 @@ def main():
     earlier = {} if args.fresh or not os.path.exists(path) else json.load(open(path))
     same = earlier.get("steps") == args.steps
     results = earlier.get("rows", {}) if same else {}
+    if any(row in PEER for row in args.rows) and not peer_available():
+        print("ADAPT is not installed (pip install adapt==0.4.5 scikeras cvxopt): no ADAPT rows")
+        args.rows = [row for row in args.rows if row not in PEER]
     for seed in args.seeds:
         domains = load_domains(args.data, seed)
         for task in args.tasks:

@@ -1,17 +1,20 @@
-"""The ADAPT package's DANN and DeepCORAL on the data and network adapt_digits.py gives it.
+"""The ADAPT package's DANN, CDAN and MDD on the arrays, networks and budget adapt_digits.py gives.
 
-Run by adapt_digits.py in a subprocess, because ADAPT (pip `adapt`) is built
-on tf.keras 2 (TF_USE_LEGACY_KERAS=1, package tf_keras) while keras-transfer
-runs on Keras 3:
+Run by adapt_digits.py in a subprocess, because ADAPT (pip `adapt` 0.4.5, with
+`scikeras` and `cvxopt`) is built on tf.keras 2 (TF_USE_LEGACY_KERAS=1, package
+tf_keras) while keras-transfer runs on Keras 3:
 
     TF_USE_LEGACY_KERAS=1 python adapt_peer.py INPUT.npz OUTPUT.npz
 
-INPUT holds the arrays (source, target, validation, test) and the initial
-weights of our LeNet, its classifier and discriminator, so both packages
-start from the same weights; the settings (epochs, batch size, learning
-rate, lambda grid, seed) come as a JSON string under "settings". OUTPUT
-holds, per run, test predictions, validation probabilities and the features
-the caller needs for model selection and the proxy A-distance.
+INPUT holds the arrays (source, target, test), the initial weights of our
+digit networks (`adapt.digit_networks()`: backbone_i, classifier_i and, for
+DANN and CDAN, discriminator_i from our model of the same seed) and, under
+"settings", a JSON string: method, steps, batch size, seed. Both packages so
+start from the same weights, train the same number of steps at the same batch
+size with the same optimizer (SGD Nesterov 0.9, weight decay 1e-3, 0.01 x
+(1 + 0.001 i)^-0.75) and the same strength ramp (ADAPT's UpdateLambda, the
+formula of our DANNSchedule). OUTPUT holds the test predictions and per-step
+seconds.
 """
 
 import json
@@ -23,107 +26,127 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from adapt.feature_based import CDAN  # noqa: E402
 from adapt.feature_based import DANN  # noqa: E402
-from adapt.feature_based import DeepCORAL  # noqa: E402
+from adapt.feature_based import MDD  # noqa: E402
 from adapt.utils import UpdateLambda  # noqa: E402
 
 layers = tf.keras.layers
 
 
-class EpochSeconds(tf.keras.callbacks.Callback):
+@tf.keras.utils.register_keras_serializable("adapt_peer")  # ADAPT copies optimizers by config
+class InverseDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
+    def __call__(self, step):
+        return 0.01 * (1.0 + 0.001 * tf.cast(step, tf.float32)) ** -0.75
+
+    def get_config(self):
+        return {}
+
+
+class StepSeconds(tf.keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.seconds = []
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
         self._start = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_train_batch_end(self, batch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def networks(weights):
-    encoder = tf.keras.Sequential(
+def networks(weights, method):
+    """Our digit networks in tf.keras, holding the weights our Keras 3 models started from."""
+    backbone = tf.keras.Sequential(
         [
             layers.InputLayer(input_shape=(28, 28, 1)),
+            layers.Rescaling(2.0, offset=-1.0),
             layers.Conv2D(20, 5, activation="relu"),
             layers.MaxPooling2D(2),
             layers.Conv2D(50, 5, activation="relu"),
+            layers.SpatialDropout2D(0.5),
             layers.MaxPooling2D(2),
             layers.Flatten(),
             layers.Dense(500, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(256),
+            layers.BatchNormalization(),
+            layers.ReLU(),
         ]
     )
-    task = tf.keras.Sequential(
-        [layers.InputLayer(input_shape=(500,)), layers.Dense(10, activation="softmax")]
+    classifier = tf.keras.Sequential(  # ADAPT's tasks give probabilities
+        [layers.InputLayer(input_shape=(256,)), layers.Dense(10, activation="softmax")]
     )
-    discriminator = tf.keras.Sequential(
-        [
-            layers.InputLayer(input_shape=(500,)),
-            layers.Dense(500, activation="relu"),
-            layers.Dense(500, activation="relu"),
-            layers.Dense(1, activation="sigmoid"),
-        ]
-    )
-    for name, model in (
-        ("features", encoder),
-        ("classifier", task),
-        ("discriminator", discriminator),
-    ):
+    parts = [("backbone", backbone), ("classifier", classifier)]
+    discriminator = None
+    if method == "DANN":  # our DANN's default, with ADAPT's sigmoid output
+        discriminator = tf.keras.Sequential(
+            [
+                layers.InputLayer(input_shape=(256,)),
+                layers.Dense(100, activation="relu"),
+                layers.Dense(1, activation="sigmoid"),
+            ]
+        )
+    elif method == "CDAN":  # our CDAN's default on the 256 x 10 multilinear map
+        discriminator = tf.keras.Sequential(
+            [
+                layers.InputLayer(input_shape=(2560,)),
+                layers.Dense(500, activation="relu"),
+                layers.Dropout(0.5),
+                layers.Dense(500, activation="relu"),
+                layers.Dropout(0.5),
+                layers.Dense(1, activation="sigmoid"),
+            ]
+        )
+    if discriminator is not None:
+        parts.append(("discriminator", discriminator))
+    for name, model in parts:
         model.set_weights([weights[f"{name}_{i}"] for i in range(len(model.get_weights()))])
-    return encoder, task, discriminator
+    return backbone, classifier, discriminator
 
 
-def run(method, lambda_max, data, settings):
+def run(data, settings):
+    method = settings["method"]
     tf.keras.utils.set_random_seed(settings["seed"])
-    encoder, task, discriminator = networks(data)
+    backbone, classifier, discriminator = networks(data, method)
     lambda_ = tf.Variable(0.0, trainable=False)
     common = dict(
-        encoder=encoder,
-        task=task,
+        encoder=backbone,
+        task=classifier,
         Xt=data["x_target"],
         lambda_=lambda_,
         random_state=settings["seed"],
-        optimizer=tf.keras.optimizers.Adam(settings["learning_rate"]),
+        optimizer=tf.keras.optimizers.SGD(
+            InverseDecay(), momentum=0.9, nesterov=True, weight_decay=1e-3
+        ),
         loss="categorical_crossentropy",
         metrics=["acc"],
         verbose=0,
     )
-    model = DANN(discriminator=discriminator, **common) if method == "DANN" else DeepCORAL(**common)
-    steps = -(-max(len(data["x_source"]), len(data["x_target"])) // settings["batch_size"])
-    timer = EpochSeconds()
-    ramp = UpdateLambda(lambda_max=lambda_max, max_steps=settings["epochs"] * steps, gamma=10.0)
+    if method == "MDD":
+        model = MDD(**common)  # its discrepancy head is a copy of the task's
+    else:
+        model = {"DANN": DANN, "CDAN": CDAN}[method](discriminator=discriminator, **common)
+    batch = settings["batch_size"]
+    per_epoch = -(-max(len(data["x_source"]), len(data["x_target"])) // batch)
+    epochs = -(-settings["steps"] // per_epoch)
+    timer = StepSeconds()
+    ramp = UpdateLambda(lambda_max=1.0, max_steps=epochs * per_epoch, gamma=10.0)
     model.fit(
         data["x_source"],
         np.eye(10, dtype="float32")[data["y_source"]],
-        epochs=settings["epochs"],
-        batch_size=settings["batch_size"],
+        epochs=epochs,
+        batch_size=batch,
         callbacks=[timer, ramp],
         verbose=0,
     )
-    embed = lambda x: model.encoder_.predict(x, batch_size=1000, verbose=0)  # noqa: E731
-    return {
-        "test_predictions": np.argmax(
-            model.predict(data["x_test"], batch_size=1000, verbose=0), -1
-        ),
-        "validation_probabilities": model.predict(data["x_validation"], batch_size=1000, verbose=0),
-        "validation_features": embed(data["x_validation"]),
-        "source_features": embed(data["x_source"][:1000]),
-        "target_features": embed(data["x_target"][:1000]),
-        "epoch_seconds": np.array(timer.seconds),
-    }
+    predicted = model.predict(data["x_test"], batch_size=1000, verbose=0)
+    return {"test_predictions": np.argmax(predicted, -1), "step_seconds": np.array(timer.seconds)}
 
 
 def main(input_path, output_path):
     data = dict(np.load(input_path))
     settings = json.loads(str(data.pop("settings")))
-    results = {}
-    runs = [("DANN", value) for value in settings["lambda_grid"]] + [
-        ("DeepCORAL", settings["coral_weight"])
-    ]
-    for method, value in runs:
-        for key, array in run(method, value, data, settings).items():
-            results[f"{method}|{value}|{key}"] = array
-    np.savez(output_path, **results)
+    np.savez(output_path, **run(data, settings))
 
 
 if __name__ == "__main__":
