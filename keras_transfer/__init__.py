@@ -22,6 +22,7 @@ from keras_transfer.callbacks import NonFiniteLoss  # noqa: E402
 from keras_transfer.datasets import load_digits  # noqa: E402
 from keras_transfer.datasets import load_fashion_mnist  # noqa: E402
 from keras_transfer.datasets import load_mnist  # noqa: E402
+from keras_transfer.datasets import load_mnist_m  # noqa: E402
 from keras_transfer.datasets import load_usps  # noqa: E402
 from keras_transfer.datasets import resize_images  # noqa: E402
 from keras_transfer.datasets import to_common_shape  # noqa: E402

@@ -245,6 +245,40 @@ def load_usps(path, split="train"):
     return np.clip(data, 0.0, 1.0).reshape(-1, 16, 16, 1), target.astype("int32")
 
 
+def load_mnist_m(path):
+    """Loads the MNIST-M test split (Ganin & Lempitsky 2015): MNIST digits over photo patches.
+
+    Image i is MNIST test image i drawn over colour: pair it with MNIST on
+    disjoint index ranges (e.g. MNIST test 0-4,499 as source, MNIST-M
+    4,500-9,000 as target).
+
+    Args:
+        path: the `mnist_m_test.npz` file (arrays `x` uint8 (n, 32, 32, 3) and
+            `y`), or a folder that holds it.
+
+    Returns:
+        `(x, y)`: images float32 in [0, 1] of shape (n, 32, 32, 3), labels int32.
+
+    Example:
+    >>> x, y = load_mnist_m("data/mnist_m")  # doctest: +SKIP
+    """
+    if os.path.isdir(path):
+        path = os.path.join(path, "mnist_m_test.npz")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"path must be mnist_m_test.npz or its folder; {path!r} does not exist."
+        )
+    with np.load(path, allow_pickle=False) as arrays:
+        if "x" not in arrays or "y" not in arrays:
+            raise ValueError(f"{path!r} must hold arrays 'x' and 'y'; it holds {arrays.files}.")
+        x, y = arrays["x"], arrays["y"]
+    if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or len(x) != len(y):
+        raise ValueError(
+            f"{path!r} holds x {x.shape} and y {y.shape}; expected (n, 32, 32, 3) and (n,)."
+        )
+    return (x.astype("float32") / 255.0), y.astype("int32")
+
+
 def resize_images(x, size, channels=None, pad=0):
     """Resizes a batch of images (bilinear, antialiased) and sets its channel count.
 

@@ -322,3 +322,24 @@ def test_domain_pairs_feeds_keras_fit():
 def test_domain_pairs_rejects_bad_input(source, target, kwargs, message):
     with pytest.raises(ValueError, match=message):
         domain_pairs(source, target, **kwargs)
+
+
+def test_mnist_m_is_the_mnist_test_digits_over_colour():
+    from keras_transfer import load_mnist_m
+
+    x, y = load_mnist_m(shared_path("mnist_m"))
+    assert x.shape == (9001, 32, 32, 3) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.std() > 0.1
+    _, mnist_labels = load_mnist(shared_path("mnist"), split="test")
+    np.testing.assert_array_equal(y, mnist_labels[:9001])  # image i is MNIST test image i
+    assert not np.allclose(x[..., 0], x[..., 1]), "colour, not grey"
+
+
+def test_mnist_m_refuses_a_file_without_its_arrays(tmp_path):
+    from keras_transfer import load_mnist_m
+
+    np.savez(tmp_path / "mnist_m_test.npz", images=np.zeros((2, 32, 32, 3), "uint8"))
+    with pytest.raises(ValueError, match="'x' and 'y'"):
+        load_mnist_m(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="mnist_m_test.npz"):
+        load_mnist_m(str(tmp_path / "missing"))
