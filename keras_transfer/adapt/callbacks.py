@@ -98,7 +98,9 @@ class CollapseGuard(keras.callbacks.Callback):
     An adaptation term that is too strong can buy domain alignment by giving
     every target image the same class. After each epoch this reads the
     adapter's `target_class_share` log (the mean share of a target batch given
-    its most frequent class); at `threshold` or above it warns, naming the
+    its most frequent class); at `threshold` or above, while the source's
+    `source_class_share` stays below it (a network that gives every image of
+    both domains one class is untrained, not collapsed), it warns, naming the
     method's terms and weight arguments, and with `stop` it ends training
     and restores the weights from the start of the last epoch whose share
     stayed below the threshold (an epoch's mean lags its end). `Adapter.fit`
@@ -133,7 +135,7 @@ class CollapseGuard(keras.callbacks.Callback):
         share = (logs or {}).get("target_class_share")
         if share is None:
             return
-        if share < self.threshold:
+        if share < self.threshold or logs.get("source_class_share", 0.0) >= self.threshold:
             self._healthy = self._epoch_start
             return
         self.collapsed_epoch = epoch
