@@ -7,12 +7,20 @@ a Keras layer, loss, callback or model that works inside `compile()` / `fit()`.
 import os as _os
 import sys as _sys
 
-from keras_transfer._engine import require_tensorflow_backend
-
-# The `keras-transfer` command imports this package, and so TensorFlow, before its main() runs:
-# TensorFlow's C++ start-up logs are silenced here for it (unless -v), not for library users.
-if _os.path.basename(_sys.argv[0]) == "keras-transfer" and not {"-v", "--verbose"} & set(_sys.argv):
+# The `keras-transfer` command (or `python -m keras_transfer.cli`, during whose import argv[0] is
+# "-m") imports this package, and so TensorFlow, before its main() runs: TensorFlow's C++ start-up
+# lines are silenced here for it (unless -v), not for library users. TensorFlow 2.21 writes some
+# before absl's logging starts, whatever TF_CPP_MIN_LOG_LEVEL says, so its import runs with file
+# descriptor 2 closed off.
+_COMMAND = _os.path.basename(_sys.argv[0]) == "keras-transfer" or _sys.argv[0] == "-m"
+if _COMMAND and not {"-v", "--verbose"} & set(_sys.argv):
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from keras_transfer._quiet import native_stderr_silenced as _silenced
+
+    with _silenced():
+        import tensorflow as _tensorflow  # noqa: F401
+
+from keras_transfer._engine import require_tensorflow_backend  # noqa: E402
 
 require_tensorflow_backend()
 

@@ -1,16 +1,22 @@
 """The `keras-transfer` command line."""
 
 import argparse
+import contextlib
 import os
 import sys
 
+from keras_transfer._quiet import native_stderr_silenced
+
 
 def _quiet_tensorflow():
-    """TensorFlow's C++ start-up logs and Python warnings off, unless -v asks for them."""
+    """TensorFlow's C++ start-up logs, its Python log below errors (retracing notices) and
+    Python warnings off, unless -v asks for them."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import logging
     import warnings
 
     warnings.filterwarnings("ignore")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def _demo(args):
@@ -228,10 +234,12 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if not getattr(args, "verbose", False):
+    verbose = getattr(args, "verbose", False)
+    if not verbose:
         _quiet_tensorflow()
     try:
-        return args.run(args)
+        with contextlib.nullcontext() if verbose else native_stderr_silenced():
+            return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
         print(f"keras-transfer {args.command}: error: {error}", file=sys.stderr)
         return 2

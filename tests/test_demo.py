@@ -166,6 +166,8 @@ def test_cli_demo_with_default_settings(tmp_path):
     lines = result.stdout.splitlines()
     assert len(lines) <= 40 and "\x1b" not in result.stdout, result.stdout
     assert sum(line.startswith("[") and "/9] " in line for line in lines) == 9
+    # and nothing else on the screen: TensorFlow's and LiteRT's notices stay off stderr
+    assert len(lines) + len(result.stderr.splitlines()) <= 40, result.stderr
     run_dir = tmp_path / "demo-digits"
     for name in (
         "teacher.keras",
