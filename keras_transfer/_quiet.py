@@ -19,14 +19,19 @@ def native_stderr_silenced():
     devnull = os.open(os.devnull, os.O_WRONLY)
     python_stderr = sys.stderr
     if on_descriptor_2:
-        sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1)
+        sys.stderr = os.fdopen(
+            os.dup(terminal),
+            "w",
+            buffering=1,
+            encoding=python_stderr.encoding,
+            errors=python_stderr.errors,
+        )
     os.dup2(devnull, 2)
     try:
         yield
     finally:
-        if on_descriptor_2:
+        if on_descriptor_2:  # flushed, not closed: log handlers made meanwhile may hold it
             sys.stderr.flush()
-            sys.stderr.close()
             sys.stderr = python_stderr
         os.dup2(terminal, 2)
         os.close(terminal)

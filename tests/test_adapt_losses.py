@@ -351,3 +351,27 @@ def test_cdan_trains_the_features_against_the_discriminator_through_the_map_only
     gradients = tape.gradient(loss, variables + cdan.discriminator.trainable_variables)
     assert all(g is None for g in gradients[: len(classifier.trainable_variables)])
     assert all(g is not None for g in gradients[len(classifier.trainable_variables) :])
+
+
+def test_a_cdan_on_the_randomized_map_round_trips_through_a_keras_file(digits, tmp_path):
+    """500 features x 10 classes > 4,096: the randomized map, whose projections the file holds."""
+    import keras_transfer as kt
+    from keras_transfer import adapt
+
+    (x, y), (x_test, _) = digits
+    keras.utils.set_random_seed(0)
+    backbone = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(500, "relu")]
+    )
+    classifier = keras.Sequential([keras.Input((500,)), keras.layers.Dense(10)])
+    cdan = adapt.CDAN(backbone, classifier, randomized_dim=32)
+    assert cdan.multilinear.randomized and cdan.discriminator.input_shape[1:] == (32,)
+    cdan.compile(keras.optimizers.Adam(1e-3))
+    cdan.fit(kt.domain_pairs((x, y), x_test[:, :, ::-1], batch_size=64), epochs=1, verbose=0)
+    cdan.save(tmp_path / "cdan.keras")
+    restored = keras.saving.load_model(tmp_path / "cdan.keras", safe_mode=True)
+    for mine, theirs in zip(cdan.multilinear.weights, restored.multilinear.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    np.testing.assert_allclose(
+        restored.predict(x_test[:32], verbose=0), cdan.predict(x_test[:32], verbose=0), atol=1e-6
+    )

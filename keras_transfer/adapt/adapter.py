@@ -221,5 +221,5 @@ class Adapter(BackboneAlias, CustomStepModel):
 
         callbacks = list(callbacks or [])
         if not any(isinstance(callback, CollapseGuard) for callback in callbacks):
-            callbacks.append(CollapseGuard())
+            callbacks.insert(0, CollapseGuard())  # first: checkpoints see the restored weights
         return super().fit(*args, callbacks=callbacks, **kwargs)

@@ -62,9 +62,11 @@ def copy_model(model, argument="model", needs_batch_norm=True):
     return copy
 
 
-@keras.saving.register_keras_serializable(package="keras_transfer")
 class BatchMoments(keras.layers.Layer):
     """A BatchNormalization layer run on each batch's own moments, which it also sums.
+
+    Internal to the test-time adapters, never saved: it wraps a layer it shares
+    with the model being adapted, which a file cannot hold.
 
     It normalises with the wrapped layer's scale and offset (trainable, if it
     is) and the batch's mean and variance whatever `training` is, the way a
@@ -83,9 +85,11 @@ class BatchMoments(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = (input_shape[self.layer.axis],)
-        self.total = self.add_weight(shape=channels, initializer="zeros", trainable=False)
-        self.total_square = self.add_weight(shape=channels, initializer="zeros", trainable=False)
-        self.count = self.add_weight(shape=(), initializer="zeros", trainable=False)
+        # float64 sums: E[x^2] - E[x]^2 from float32 loses the variance when |mean| >> std
+        add = lambda shape: self.add_weight(  # noqa: E731
+            shape=shape, initializer="zeros", trainable=False, dtype="float64", autocast=False
+        )
+        self.total, self.total_square, self.count = add(channels), add(channels), add(())
 
     def _axes(self, rank):
         return [i for i in range(rank) if i != self.layer.axis % rank]
@@ -95,9 +99,10 @@ class BatchMoments(keras.layers.Layer):
         axes = self._axes(len(x.shape))
         mean, variance = tf.nn.moments(x, axes, keepdims=True)
         n = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
-        self.total.assign_add(tf.reshape(mean, [-1]) * n)
-        self.total_square.assign_add(tf.reshape(variance + tf.square(mean), [-1]) * n)
-        self.count.assign_add(n)
+        mean64, variance64, n64 = (tf.cast(v, tf.float64) for v in (mean, variance, n))
+        self.total.assign_add(tf.reshape(mean64, [-1]) * n64)
+        self.total_square.assign_add(tf.reshape(variance64 + tf.square(mean64), [-1]) * n64)
+        self.count.assign_add(n64)
         shape = mean.shape
         gamma = self.layer.gamma if self.layer.scale else None
         beta = self.layer.beta if self.layer.center else None
@@ -112,10 +117,13 @@ class BatchMoments(keras.layers.Layer):
             variable.assign(tf.zeros_like(variable))
 
     def mean(self):
-        return self.total / self.count
+        return tf.cast(self.total / self.count, tf.float32)
 
     def variance(self):
-        return tf.maximum(self.total_square / self.count - tf.square(self.mean()), 0.0)
+        mean = self.total / self.count
+        return tf.cast(
+            tf.maximum(self.total_square / self.count - tf.square(mean), 0.0), tf.float32
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -136,6 +144,11 @@ def batch_moments_probe(model):
         return layer
 
     probe = keras.models.clone_model(model, clone_function=wrap, recursive=True)
+    if len({id(m.layer) for m in moments}) != len(batch_norm_layers(model)):
+        raise ValueError(
+            "model holds BatchNormalization layers inside a subclassed nested model, which "
+            "cannot be adapted by copy; build it from Functional or Sequential parts."
+        )
     return probe, moments
 
 

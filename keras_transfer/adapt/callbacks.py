@@ -106,6 +106,9 @@ class CollapseGuard(keras.callbacks.Callback):
     stayed below the threshold (an epoch's mean lags its end). `Adapter.fit`
     adds one with the defaults.
 
+    A target that truly is that lopsided (a binary task, 90% one class) trips
+    it too: pass a higher `threshold` or `stop=False` there.
+
     Args:
         threshold: the share that counts as a collapse (a balanced 10-class
             batch of 64 gives about 0.2).
@@ -129,6 +132,14 @@ class CollapseGuard(keras.callbacks.Callback):
         if self.stop:
             self._epoch_start = self.model.get_weights()
             if self._healthy is None:
+                self._healthy = self._epoch_start
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Variables a network creates at its first step (an unbuilt head) are missing from the
+        # snapshot taken before it: retake it then, one step in.
+        if self.stop and len(self._epoch_start) != len(self.model.weights):
+            self._epoch_start = self.model.get_weights()
+            if len(self._healthy) != len(self._epoch_start):
                 self._healthy = self._epoch_start
 
     def on_epoch_end(self, epoch, logs=None):

@@ -55,9 +55,11 @@ class MultilinearMap(keras.layers.Layer):
 
     def call(self, inputs):
         features, probabilities = (tf.cast(x, tf.float32) for x in inputs)
-        if self.randomized:
-            projected = tf.matmul(features, self.feature_projection) * tf.matmul(
-                probabilities, self.class_projection
+        if self.randomized:  # projections cast: under mixed precision Keras autocasts them
+            feature_projection = tf.cast(self.feature_projection, tf.float32)
+            class_projection = tf.cast(self.class_projection, tf.float32)
+            projected = tf.matmul(features, feature_projection) * tf.matmul(
+                probabilities, class_projection
             )
             return projected / tf.sqrt(float(self.randomized_dim))
         outer = probabilities[:, :, None] * features[:, None, :]
@@ -78,8 +80,9 @@ class MultilinearMap(keras.layers.Layer):
 
 
 def entropy_weights(probabilities):
-    """CDAN+E's sample weights 1 + exp(-entropy(p)), normalised to mean 1 over the whole batch
-    (all replicas): confident predictions count more in the domain loss."""
+    """CDAN+E's sample weights 1 + exp(-entropy(p)), normalised to mean 1 over the whole batch of
+    both domains (all replicas), as TLlib does (the paper's code normalises each domain apart):
+    confident predictions, source or target, count more in the domain loss."""
     entropy = -tf.reduce_sum(probabilities * tf.math.log(probabilities + 1e-5), axis=-1)
     weights = 1.0 + tf.exp(-entropy)
     return tf.stop_gradient(weights / tf.reduce_mean(gather_replicas(weights)))
@@ -133,6 +136,10 @@ class CDAN(DANN):
         self.multilinear = MultilinearMap(randomized_dim, name="multilinear_map")
         self.entropy_conditioning = bool(entropy_conditioning)
         super().__init__(backbone, classifier, discriminator, lambda_, domain_weight, **kwargs)
+        features, classes = feature_shape(self.backbone), feature_shape(self.classifier)
+        if features is not None and classes is not None:  # built now, so a saved one loads
+            flat = (None, int(np.prod(features)))
+            self.multilinear.build((flat, (None, *classes)))
 
     def _default_discriminator(self):
         return default_discriminator(500, hidden_layers=2, dropout=0.5)

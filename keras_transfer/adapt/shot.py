@@ -56,15 +56,18 @@ def cluster_pseudo_labels(features, probabilities, rounds=2):
     >>> cluster_pseudo_labels(f, p).tolist()
     [0, 0, 1]
     """
+    rounds = int(require_number(rounds, "rounds", above=True, integer=True))
     features = np.asarray(features, np.float64).reshape(len(features), -1)
     features = np.concatenate([features, np.ones((len(features), 1))], axis=1)
     features /= np.linalg.norm(features, axis=1, keepdims=True)
     weights = np.asarray(probabilities, np.float64)
     classes = weights.shape[1]
-    for _ in range(int(rounds)):
+    for _ in range(rounds):
         centroids = weights.T @ features / (1e-8 + weights.sum(0)[:, None])
         centroids /= 1e-8 + np.linalg.norm(centroids, axis=1, keepdims=True)
-        labels = np.argmax(features @ centroids.T, axis=1)  # the smallest cosine distance
+        similarity = features @ centroids.T
+        similarity[:, weights.sum(0) <= 0] = -np.inf  # a class no sample has is no centroid
+        labels = np.argmax(similarity, axis=1)  # the smallest cosine distance
         weights = np.eye(classes)[labels]
     return labels.astype("int32")
 
@@ -100,8 +103,9 @@ def shot(
     against `cluster_pseudo_labels`, recomputed at the start of every epoch.
     The optimizer is SGD Nesterov 0.9 with weight decay 5e-4 and the rate
     `learning_rate` x (1 + 10 p)^-0.75 over the run's progress p, as in
-    SHOT's code; BatchNorm layers train on target batches. The model itself
-    is unchanged.
+    SHOT's code (its weight decay is Keras' decoupled one, not PyTorch's L2);
+    trainable BatchNorm layers train on target batches, frozen layers stay
+    frozen. The model itself is unchanged.
 
     Args:
         model: a Functional or Sequential Keras model ending in its classifier
@@ -142,6 +146,11 @@ def shot(
     from_logits = not ends_in_softmax(adapted)
     head_variables = {id(v) for v in head.weights}
     trained = [v for v in adapted.trainable_variables if id(v) not in head_variables]
+    if not trained:
+        raise ValueError(
+            "model has nothing trainable before its head (every layer but the head is frozen): "
+            "SHOT trains the feature layers; set their trainable=True first."
+        )
     steps = epochs * -(-len(x) // batch_size)
     optimizer = keras.optimizers.SGD(
         InverseDecay(learning_rate, gamma=10.0 / steps),

@@ -87,6 +87,7 @@ def tent(model, x_target, epochs=1, batch_size=128, learning_rate=1e-3):
 
     for _ in range(int(epochs)):
         for batch in batches:
-            step(batch)
+            if int(tf.shape(batch)[0]) > 1:  # one sample has no batch variance to adapt
+                step(batch)
     set_target_statistics(adapted, batches)
     return adapted
