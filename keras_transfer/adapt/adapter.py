@@ -20,6 +20,7 @@ from keras_transfer._custom_step import CustomStepModel
 from keras_transfer._custom_step import StepTerms
 from keras_transfer._training import BackboneAlias
 from keras_transfer._training import gather_replicas
+from keras_transfer.adapt.callbacks import CollapseGuard
 
 
 class DomainOutputs(NamedTuple):
@@ -217,8 +218,6 @@ class Adapter(BackboneAlias, CustomStepModel):
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`, with a `CollapseGuard` unless `callbacks` hold one."""
-        from keras_transfer.adapt.callbacks import CollapseGuard
-
         callbacks = list(callbacks or [])
         if not any(isinstance(callback, CollapseGuard) for callback in callbacks):
             callbacks.insert(0, CollapseGuard())  # first: checkpoints see the restored weights

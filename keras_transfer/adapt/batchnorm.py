@@ -79,8 +79,6 @@ class BatchMoments(keras.layers.Layer):
 
     def __init__(self, layer, **kwargs):
         super().__init__(name=kwargs.pop("name", f"{layer.name}_moments"), **kwargs)
-        if isinstance(layer, dict):
-            layer = keras.saving.deserialize_keras_object(layer)
         self.layer = layer
 
     def build(self, input_shape):
@@ -111,10 +109,6 @@ class BatchMoments(keras.layers.Layer):
             x, mean, variance, reshape(beta), reshape(gamma), self.layer.epsilon
         )
         return tf.cast(out, inputs.dtype)
-
-    def reset(self):
-        for variable in (self.total, self.total_square, self.count):
-            variable.assign(tf.zeros_like(variable))
 
     def mean(self):
         return tf.cast(self.total / self.count, tf.float32)

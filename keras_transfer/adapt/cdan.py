@@ -9,7 +9,6 @@ from keras_transfer._training import gather_replicas
 from keras_transfer.adapt.adapter import feature_shape
 from keras_transfer.adapt.dann import DANN
 from keras_transfer.adapt.domain import default_discriminator
-from keras_transfer.adapt.domain import domain_classification_loss
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -136,39 +135,31 @@ class CDAN(DANN):
         self.multilinear = MultilinearMap(randomized_dim, name="multilinear_map")
         self.entropy_conditioning = bool(entropy_conditioning)
         super().__init__(backbone, classifier, discriminator, lambda_, domain_weight, **kwargs)
-        features, classes = feature_shape(self.backbone), feature_shape(self.classifier)
-        if features is not None and classes is not None:  # built now, so a saved one loads
-            flat = (None, int(np.prod(features)))
-            self.multilinear.build((flat, (None, *classes)))
+        shapes = self._map_input_shapes()
+        if shapes is not None:  # built now, so a saved one loads
+            self.multilinear.build(shapes)
 
     def _default_discriminator(self):
         return default_discriminator(500, hidden_layers=2, dropout=0.5)
 
-    def _discriminator_input_shape(self):
-        features = feature_shape(self.backbone)
-        classes = feature_shape(self.classifier)
+    def _map_input_shapes(self):
+        """The map's input shapes (flat features, probabilities), or None where not known yet."""
+        features, classes = feature_shape(self.backbone), feature_shape(self.classifier)
         if features is None or classes is None:
             return None
-        flat = (None, int(np.prod(features)))
-        return self.multilinear.compute_output_shape((flat, (None, *classes)))[1:]
+        return (None, int(np.prod(features))), (None, *classes)
 
-    def adaptation_loss(self, batch):
+    def _discriminator_input_shape(self):
+        shapes = self._map_input_shapes()
+        return None if shapes is None else self.multilinear.compute_output_shape(shapes)[1:]
+
+    def _discriminator_inputs(self, batch):
         features = tf.concat([batch.source.features, batch.target.features], axis=0)
         logits = tf.concat([batch.source.logits, batch.target.logits], axis=0)
         probabilities = tf.stop_gradient(tf.nn.softmax(tf.cast(logits, tf.float32)))
         flat = tf.reshape(features, [-1, int(np.prod(features.shape[1:]))])
-        conditioned = self.multilinear([flat, probabilities])
-        domain_logits = self.discriminator(self.reversal(conditioned), training=True)
         weights = entropy_weights(probabilities) if self.entropy_conditioning else None
-        loss, accuracy = domain_classification_loss(
-            domain_logits, tf.shape(batch.source.features)[0], weights
-        )
-        logs = {
-            "domain_loss": loss,
-            "domain_accuracy": accuracy,
-            "lambda": tf.identity(self.strength),
-        }
-        return self.domain_weight * loss, logs
+        return self.multilinear([flat, probabilities]), weights
 
     def get_config(self):
         return {

@@ -72,11 +72,16 @@ class DANN(Adapter):
     def strength(self):
         return self.reversal.lambda_
 
+    def _discriminator_inputs(self, batch):
+        """What the discriminator sees of both domains (source rows first), and the rows'
+        weights in its loss (None: equal)."""
+        return tf.concat([batch.source.features, batch.target.features], axis=0), None
+
     def adaptation_loss(self, batch):
-        both = tf.concat([batch.source.features, batch.target.features], axis=0)
-        domain_logits = self.discriminator(self.reversal(both), training=True)
+        inputs, weights = self._discriminator_inputs(batch)
+        domain_logits = self.discriminator(self.reversal(inputs), training=True)
         loss, accuracy = domain_classification_loss(
-            domain_logits, tf.shape(batch.source.features)[0]
+            domain_logits, tf.shape(batch.source.features)[0], weights
         )
         logs = {
             "domain_loss": loss,
