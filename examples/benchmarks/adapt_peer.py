@@ -31,6 +31,10 @@ from adapt.feature_based import DANN  # noqa: E402
 from adapt.feature_based import MDD  # noqa: E402
 from adapt.utils import UpdateLambda  # noqa: E402
 
+if os.environ.get("ADAPT_DIGITS_THREADS"):  # adapt_digits.py --jobs: one thread per run, as ours
+    tf.config.threading.set_intra_op_parallelism_threads(int(os.environ["ADAPT_DIGITS_THREADS"]))
+    tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["ADAPT_DIGITS_THREADS"]))
+
 layers = tf.keras.layers
 
 
