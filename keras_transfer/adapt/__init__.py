@@ -11,6 +11,7 @@ from keras_transfer.adapt.callbacks import DANNSchedule
 from keras_transfer.adapt.cdan import CDAN
 from keras_transfer.adapt.dann import DANN
 from keras_transfer.adapt.discrepancy import DiscrepancyAdapter
+from keras_transfer.adapt.discrepancy import balanced_weight
 from keras_transfer.adapt.layers import GradientReversal
 from keras_transfer.adapt.losses import Discrepancy
 from keras_transfer.adapt.losses import cmd

@@ -124,17 +124,22 @@ def coral(x, y):
     return tf.reduce_sum(tf.square(covariance(x) - covariance(y))) / (4.0 * d * d)
 
 
-def cmd(x, y, k=5, bounds=(0.0, 1.0)):
+def cmd(x, y, k=5, bounds=None):
     """Central moment discrepancy (Zellinger et al. 2017), moments 1 to k.
 
     CMD = ||E x − E y|| / |b − a| + sum_{j=2..k} ||c_j(x) − c_j(y)|| / |b − a|^j,
-    c_j the j-th central moments per feature; [a, b] bounds the features
-    (e.g. [0, 1] after a sigmoid).
+    c_j the j-th central moments per feature; [a, b] bounds the features. The
+    paper's features lie in [0, 1] (a sigmoid); ReLU features have no bound, and
+    raw 5th moments of features reaching 5 outweigh any task loss (a weight-1
+    run on digits fell to 14% at 1,500 steps). So by default [a, b] is the
+    range of the pooled batch, held constant: the paper's CMD of the features
+    rescaled to [0, 1].
 
     Args:
         x, y: (batch, features) source and target batches.
         k: the highest moment order (>= 1).
-        bounds: (a, b), the interval the features lie in.
+        bounds: (a, b), the interval the features lie in, or None for the
+            pooled batch's range.
 
     Returns:
         A scalar tensor, zero for identical batches.
@@ -146,10 +151,14 @@ def cmd(x, y, k=5, bounds=(0.0, 1.0)):
     """
     if int(k) < 1:
         raise ValueError(f"k must be >= 1; got {k}.")
+    if bounds is not None and not float(bounds[1]) > float(bounds[0]):
+        raise ValueError(f"bounds must be (a, b) with b > a, or None; got {bounds}.")
     x, y = _as_float(x, y)
-    span = float(bounds[1]) - float(bounds[0])
-    if span <= 0:
-        raise ValueError(f"bounds must be (a, b) with b > a; got {bounds}.")
+    if bounds is None:
+        pooled = tf.concat([x, y], axis=0)
+        span = tf.stop_gradient(tf.maximum(tf.reduce_max(pooled) - tf.reduce_min(pooled), 1e-12))
+    else:
+        span = float(bounds[1]) - float(bounds[0])
     mean_x, mean_y = tf.reduce_mean(x, axis=0), tf.reduce_mean(y, axis=0)
     total = tf.norm(mean_x - mean_y) / span
     centred_x, centred_y = x - mean_x, y - mean_y
