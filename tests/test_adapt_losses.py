@@ -185,6 +185,11 @@ def test_cmd_by_default_ignores_the_features_scale(rng):
     y = (rng.uniform(size=(50, 4)) ** 2).astype("float32")
     assert float(cmd(5 * x, 5 * y)) == pytest.approx(float(cmd(x, y)), rel=1e-4)
     assert float(cmd(5 * x, 5 * y, bounds=(0, 1))) > 4 * float(cmd(x, y, bounds=(0, 1)))
+    # Nor does it reward shrinking the features: no gradient along their common scale.
+    scale = tf.Variable(1.0)
+    with tf.GradientTape() as tape:
+        value = cmd(scale * x, scale * y)
+    assert abs(float(tape.gradient(value, scale))) < 1e-4 * float(value)
 
 
 def test_discrepancy_loss_object_equals_the_function_and_round_trips(batches):

@@ -132,8 +132,10 @@ def cmd(x, y, k=5, bounds=None):
     paper's features lie in [0, 1] (a sigmoid); ReLU features have no bound, and
     raw 5th moments of features reaching 5 outweigh any task loss (a weight-1
     run on digits fell to 14% at 1,500 steps). So by default [a, b] is the
-    range of the pooled batch, held constant: the paper's CMD of the features
-    rescaled to [0, 1].
+    range of the pooled batch: the paper's CMD of the features rescaled to
+    [0, 1]. The range takes part in the gradient, so CMD does not change when
+    both batches are scaled and gives the features no reason to shrink (held
+    constant, it drove a ReLU network's features to zero).
 
     Args:
         x, y: (batch, features) source and target batches.
@@ -156,7 +158,7 @@ def cmd(x, y, k=5, bounds=None):
     x, y = _as_float(x, y)
     if bounds is None:
         pooled = tf.concat([x, y], axis=0)
-        span = tf.stop_gradient(tf.maximum(tf.reduce_max(pooled) - tf.reduce_min(pooled), 1e-12))
+        span = tf.maximum(tf.reduce_max(pooled) - tf.reduce_min(pooled), 1e-12)
     else:
         span = float(bounds[1]) - float(bounds[0])
     mean_x, mean_y = tf.reduce_mean(x, axis=0), tf.reduce_mean(y, axis=0)
