@@ -535,6 +535,27 @@ CASES = [
         (),
     ),
     (
+        "balanced_weight: source without labels",
+        lambda m, d: adapt.balanced_weight(
+            _features(m), _plain(), np.zeros((64, 8, 8, 1)), np.zeros((64, 8, 8, 1))
+        ),
+        ValueError,
+        "source must be \\(x, y\\)",
+        (),
+    ),
+    (
+        "balanced_weight: target smaller than a batch",
+        lambda m, d: adapt.balanced_weight(
+            _features(m),
+            _plain(),
+            (np.zeros((64, 8, 8, 1)), np.zeros(64, "int32")),
+            np.zeros((10, 8, 8, 1)),
+        ),
+        ValueError,
+        "x_target has 10 samples, fewer than batch_size=64",
+        (),
+    ),
+    (
         "proxy_a_distance: shapes",
         lambda m, d: adapt.proxy_a_distance(np.zeros((8, 3)), np.zeros((8, 4))),
         ValueError,
