@@ -241,6 +241,8 @@ def summary(results):
     for task, by_row in results.items():
         for row, entry in by_row.items():
             runs = entry["runs"]
+            if not runs:  # a worker's row whose runs are all in the main JSON already
+                continue
             mean, std = mean_std([r["accuracy"] for r in runs])
             goal = GOALS.get(task, {}).get(row)
             entry.update(
@@ -278,7 +280,7 @@ def markdown(results):
         cells = []
         for task in tasks:
             entry = results.get(task, {}).get(row)
-            if not entry:
+            if not entry or not entry["runs"]:
                 cells += ["", "", ""]
                 continue
             time_cell = (
