@@ -241,8 +241,6 @@ def summary(results):
     for task, by_row in results.items():
         for row, entry in by_row.items():
             runs = entry["runs"]
-            if not runs:  # a worker's row whose runs are all in the main JSON already
-                continue
             mean, std = mean_std([r["accuracy"] for r in runs])
             goal = GOALS.get(task, {}).get(row)
             entry.update(
@@ -280,7 +278,7 @@ def markdown(results):
         cells = []
         for task in tasks:
             entry = results.get(task, {}).get(row)
-            if not entry or not entry["runs"]:
+            if not entry:
                 cells += ["", "", ""]
                 continue
             time_cell = (
@@ -438,12 +436,15 @@ def main():
             for row in args.rows:
                 if row not in TASK_ROWS.get(task, (row,)):
                     continue
-                entry = results.setdefault(name, {}).setdefault(row, {"runs": []})
-                finished = entry["runs"] + done.get(name, {}).get(row, {}).get("runs", [])
+                finished = [
+                    r
+                    for measured in (results, done)
+                    for r in measured.get(name, {}).get(row, {"runs": []})["runs"]
+                ]
                 if any(r["seed"] == seed for r in finished):
-                    continue
+                    continue  # no entry made: a worker's JSON holds only the rows it ran
                 outcome = run(row, domains, task, seed, args.steps)
-                entry["runs"].append(outcome)
+                results.setdefault(name, {}).setdefault(row, {"runs": []})["runs"].append(outcome)
                 print(
                     f"  {name} {row} seed {seed}: {100 * outcome['accuracy']:.2f}% "
                     f"(largest class {outcome['largest_class_share']:.2f}, "
