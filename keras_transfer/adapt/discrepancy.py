@@ -16,12 +16,12 @@ from keras_transfer.adapt.losses import get_discrepancy
 # The default discrepancy_weight of each discrepancy. Deep CORAL's rule (Sun & Saenko 2016): the
 # weighted term about equal to the task loss at the end of training (`balanced_weight` below).
 # Measured without target labels on both digit directions of examples/benchmarks/adapt_digits.py:
-# after 1,500 source-only steps the task loss is 0.040 /
-# 0.027 and CORAL 0.0024 / 0.0016, CMD 0.82 / 0.70, MMD 0.23 / 0.12 between the domains'
-# features, so the rule gives CORAL 17, CMD 0.04-0.05, MMD 0.2. CORAL and CMD take the power of
-# ten nearest it. MMD keeps DAN's published weight 1. (The benchmark's table, measured after the
-# choice, shows what the old weight 1 did: CORAL's term stayed a tenth of the task loss and
-# changed nothing; CMD's fought the task loss, 0.13 -> 0.52.)
+# after 1,500 source-only steps the task loss is 0.040 / 0.027 and CORAL 0.0024 / 0.0016, CMD
+# 0.82 / 0.70, MMD 0.23 / 0.12 between the domains' features, so the rule gives CORAL 17, CMD
+# 0.04-0.05, MMD 0.2. CORAL and CMD take the power of ten nearest it. MMD keeps DAN's published
+# weight 1. (The benchmark's table, measured after the choice, shows what the old weight 1 did:
+# CORAL's term stayed a tenth of the task loss and changed nothing; CMD's fought the task loss,
+# 0.13 -> 0.52.)
 DEFAULT_WEIGHTS = {"mmd": 1.0, "coral": 10.0, "cmd": 0.1}
 
 
