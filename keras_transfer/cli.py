@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import os
 import sys
+import textwrap
 
 from keras_transfer._quiet import native_stderr_silenced
 
@@ -35,11 +36,7 @@ def _demo(args):
 
         settings = dataclasses.replace(settings, **changes)
 
-    def progress(index, count, stage, seconds):
-        if not args.quiet and not args.verbose:
-            name = stage.__name__.removesuffix("_stage").replace("_", " ")
-            print(f"[{index + 1}/{count}] {name} ({seconds:.1f} s)", flush=True)
-
+    progress = None if args.quiet or args.verbose else demo.StageProgress(sys.stdout)
     report = demo.run_demo(
         args.data,
         out=args.out,
@@ -51,9 +48,17 @@ def _demo(args):
     print()
     print(report.table())
     print()
-    width = max(len(kind) for kind in report.files)
-    for kind, path in report.files.items():
-        print(f"{kind:>{width}}: {os.path.relpath(path)}")
+    failed = [o for o in report.orderings() if not o["holds"]]
+    print(
+        f"{len(report.orderings()) - len(failed)} of {len(report.orderings())} stages beat or "
+        f"match their baseline (vs: the row it is measured against); {report.seconds:.0f} s."
+        + "".join(f"\n  not this time: {o['stage']} vs {o['baseline']}" for o in failed)
+    )
+    print()
+    folder = os.path.dirname(report.files["json"])
+    names = sorted(os.path.relpath(path, folder) for path in report.files.values())
+    print(f"Written to {os.path.relpath(folder)}{os.sep}:")
+    print(textwrap.fill(", ".join(names), width=100, initial_indent="  ", subsequent_indent="  "))
     return 0
 
 
@@ -172,7 +177,7 @@ def build_parser():
         "--labels-per-class",
         type=int,
         default=None,
-        help="labelled target images per class (default: 10)",
+        help="labelled target images per class (default: 5)",
     )
     demo.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
     demo.add_argument(

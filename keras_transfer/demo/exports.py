@@ -15,9 +15,11 @@ from keras_transfer.demo.settings import StageResult
 from keras_transfer.evaluation import classification_report
 from keras_transfer.evaluation import plot_confusion_matrix
 
+STUDENT = "distilled student"
+
 
 def export_quantize_aware_stage(student, teacher, task, out_dir, settings):
-    """Stage 8: quantization-aware fine-tuning on the teacher's labels, then int8 TFLite.
+    """Quantization-aware fine-tuning on the teacher's labels, then int8 TFLite.
 
     Agreement is measured against the quantization-aware model the file was
     converted from: fine-tuning makes it a model of its own.
@@ -46,6 +48,8 @@ def export_quantize_aware_stage(student, teacher, task, out_dir, settings):
         stage="TFLite int8 QAT",
         evaluated_on="target test",
         accuracy=parity.tflite_accuracy,
+        baseline="TFLite int8",
+        claim="at least",
         file_bytes=report.size_bytes,
         agreement=parity.agreement,
         seconds=time.perf_counter() - start,
@@ -56,13 +60,13 @@ def plot_deployed_confusion(task, tflite_path, out_dir):
     """The confusion matrix of the int8 file on the target test images, as a PNG."""
     x, y = task.target_test
     report = classification_report(
-        export.tflite_predict(tflite_path, x), y, class_names=[str(c) for c in task.target_classes]
+        export.tflite_predict(tflite_path, x), y, class_names=[str(c) for c in task.classes]
     )
     return plot_confusion_matrix(report, os.path.join(out_dir, "confusion_int8.png"))
 
 
 def export_saved_model_stage(model, task, out_dir):
-    """Stage 5: a serving SavedModel, reloaded with TensorFlow and checked against Keras."""
+    """A serving SavedModel, reloaded with TensorFlow and checked against Keras."""
     start = time.perf_counter()
     report = export.export_saved_model(model, os.path.join(out_dir, "saved_model"))
     served = tf.saved_model.load(report.path)
@@ -73,6 +77,8 @@ def export_saved_model_stage(model, task, out_dir):
         stage="SavedModel",
         evaluated_on="target test",
         accuracy=accuracy(outputs, y),
+        baseline=STUDENT,
+        claim="matches",
         file_bytes=report.size_bytes,
         agreement=agreement(outputs, reference),
         seconds=time.perf_counter() - start,
@@ -80,7 +86,7 @@ def export_saved_model_stage(model, task, out_dir):
 
 
 def export_tflite_stage(model, task, out_dir, quantization):
-    """Stages 6-7: a `.tflite` file run in the LiteRT interpreter and compared with Keras."""
+    """A `.tflite` file run in the LiteRT interpreter and compared with Keras."""
     start = time.perf_counter()
     name = f"student_{'float32' if quantization == 'none' else quantization}.tflite"
     report = export.export_tflite(
@@ -96,6 +102,8 @@ def export_tflite_stage(model, task, out_dir, quantization):
         stage=f"TFLite {quantization}",
         evaluated_on="target test",
         accuracy=accuracy(outputs, y),
+        baseline=STUDENT,
+        claim="matches",
         file_bytes=report.size_bytes,
         agreement=agreement(outputs, reference),
         seconds=time.perf_counter() - start,

@@ -35,16 +35,22 @@ def small_cnn(input_shape, num_classes, name="cnn"):
 
 
 def small_student(input_shape, num_classes, name="student"):
-    """A CNN about 7x smaller than `small_cnn`, made of int8-friendly layers.
+    """A two-convolution CNN made of int8-friendly layers, 14x smaller than `small_cnn` on 8x8.
+
+    It keeps the pooled feature map's layout (`Flatten`, not global pooling):
+    on 8x8 digits the spatial layout is most of what a network this small can
+    use (with global pooling it learnt 0.55-0.67 from 50 labels, with `Flatten`
+    0.75-0.80; 3 seeds).
 
     Example:
-    >>> small_student((8, 8, 1), 5).count_params() < small_cnn((8, 8, 1), 5).count_params() / 5
+    >>> small_student((8, 8, 1), 10).count_params() < small_cnn((8, 8, 1), 10).count_params() / 10
     True
     """
     inputs = keras.Input(shape=input_shape, name="image")
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="s_conv1")(inputs)
     x = keras.layers.MaxPooling2D(2, name="s_pool1")(x)
     x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="s_conv2")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="s_pool2")(x)
+    x = keras.layers.MaxPooling2D(2, name="s_pool2")(x)
+    x = keras.layers.Flatten(name="s_flatten")(x)
     outputs = keras.layers.Dense(num_classes, name="s_head")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -5,6 +5,7 @@ import os
 import shutil
 import time
 
+from keras_transfer.demo.adaptation import run_adaptation_stage
 from keras_transfer.demo.exports import export_quantize_aware_stage
 from keras_transfer.demo.exports import export_saved_model_stage
 from keras_transfer.demo.exports import export_tflite_stage
@@ -13,12 +14,14 @@ from keras_transfer.demo.report import DemoReport
 from keras_transfer.demo.report import plot_report
 from keras_transfer.demo.report import write_json
 from keras_transfer.demo.settings import DemoSettings
+from keras_transfer.demo.settings import StageResult
 from keras_transfer.demo.settings import default_settings
 from keras_transfer.demo.task import make_task
-from keras_transfer.demo.training import adapt_to_uneven_light
+from keras_transfer.demo.training import SOURCE_ONLY
 from keras_transfer.demo.training import distill_student
-from keras_transfer.demo.training import fine_tune_from_source
+from keras_transfer.demo.training import fine_tune_on_target_labels
 from keras_transfer.demo.training import train_source
+from keras_transfer.demo.training import train_student_alone
 from keras_transfer.demo.training import train_target_from_scratch
 
 
@@ -29,6 +32,7 @@ class DemoRun:
     task: object
     settings: DemoSettings
     folder: str
+    callbacks: tuple = ()
     models: dict = dataclasses.field(default_factory=dict)
     rows: list = dataclasses.field(default_factory=list)
     files: dict = dataclasses.field(default_factory=dict)
@@ -39,15 +43,24 @@ class DemoRun:
 
 
 def source_stage(run):
-    """The source model on all labelled source images."""
-    run.models["source"], row = train_source(run.task, run.settings)
-    run.rows.append(row)
+    """The source model on every labelled source image, tested on both domains."""
+    run.models["source"], rows = train_source(run.task, run.settings, run.callbacks)
+    run.rows.extend(rows)
 
 
 def adaptation_stage(run):
-    """Source only against MMD-adapted, on the source classes under uneven light, unlabelled."""
-    rows, result = adapt_to_uneven_light(run.task, run.settings, run.folder)
-    run.rows.extend(rows)
+    """The source network adapted to the target domain by MMD, without a target label."""
+    result = run_adaptation_stage(
+        run.task, run.settings, run.models["source"], run.path("adaptation_embedding.png"),
+        run.path("adaptation_curves.png"), run.callbacks,
+    )  # fmt: skip
+    run.models["adapted"] = (result.backbone, result.classifier)
+    run.rows.append(
+        StageResult(
+            "adapted without labels (MMD)", "target test", result.adapted_accuracy,
+            baseline=SOURCE_ONLY, claim="beats", seconds=result.seconds,
+        )
+    )  # fmt: skip
     run.files.update(
         adaptation_embedding_png=result.embedding_png, adaptation_curves_png=result.curves_png
     )
@@ -58,21 +71,28 @@ def adaptation_stage(run):
 
 
 def scratch_stage(run):
-    """The baseline: the same network on the few target labels alone."""
-    run.rows.append(train_target_from_scratch(run.task, run.settings)[1])
+    """The baseline of fine-tuning: the same network on the few target labels alone."""
+    run.rows.append(train_target_from_scratch(run.task, run.settings, run.callbacks)[1])
 
 
 def fine_tune_stage(run):
-    """Transfer: the source model fine-tuned on the target labels; it is the teacher, saved as
-    .keras.
-    """
-    run.models["teacher"], row = fine_tune_from_source(run.task, run.models["source"], run.settings)
+    """Transfer: the adapted network fine-tuned on the few target labels; the teacher, saved."""
+    run.models["teacher"], row = fine_tune_on_target_labels(
+        run.task, *run.models["adapted"], run.settings, run.callbacks
+    )
     run.rows.append(_saved(run, "teacher", row))
 
 
+def student_alone_stage(run):
+    """The baseline of distillation: the student network on the few target labels alone."""
+    run.rows.append(train_student_alone(run.task, run.settings, run.callbacks)[1])
+
+
 def distill_stage(run):
-    """The small student distilled from the teacher on unlabelled target images, saved as .keras."""
-    run.models["student"], row = distill_student(run.task, run.models["teacher"], run.settings)
+    """The small student distilled from the teacher on unlabelled target images, saved."""
+    run.models["student"], row = distill_student(
+        run.task, run.models["teacher"], run.settings, run.callbacks
+    )
     run.rows.append(_saved(run, "student", row))
 
 
@@ -118,12 +138,18 @@ STAGES = (
     adaptation_stage,
     scratch_stage,
     fine_tune_stage,
+    student_alone_stage,
     distill_stage,
     saved_model_stage,
     tflite_float32_stage,
     tflite_int8_stage,
     quantize_aware_stage,
 )
+
+
+def stage_name(stage):
+    """A stage function's name as the progress line shows it: `fine_tune_stage` -> "fine tune"."""
+    return stage.__name__.removesuffix("_stage").replace("_", " ")
 
 
 # What a run writes in its folder; `overwrite=True` removes a folder that holds nothing else.
@@ -165,8 +191,8 @@ def run_demo(
         overwrite: replace an earlier run in the same folder (a folder holding files the
             demo did not write is never replaced).
         fashion_path: optional folder with the Fashion-MNIST IDX files.
-        progress: optional `progress(index, count, stage, seconds)`, called after each stage
-            (the CLI prints one line per stage with it).
+        progress: optional `StageProgress` (or any Keras callback with `begin(index, count,
+            name)` and `end(seconds)`): told of each stage, and given to its `fit` calls.
 
     Returns:
         A `DemoReport`.
@@ -184,20 +210,24 @@ def run_demo(
                 "(--overwrite) to replace it, or choose another out folder."
             )
         _remove_earlier_run(folder)
+    began = time.perf_counter()
     task = make_task(
-        data, settings.labels_per_class, settings.seed, settings.source_limit, fashion_path
+        data, settings.labels_per_class, settings.seed, settings.images_per_domain, fashion_path
     )
     os.makedirs(folder)
-    run = DemoRun(task, settings, folder)
+    run = DemoRun(task, settings, folder, callbacks=() if progress is None else (progress,))
     for index, stage in enumerate(STAGES):
         start = time.perf_counter()
+        if progress is not None:
+            progress.begin(index, len(STAGES), stage_name(stage))
         stage(run)
         if progress is not None:
-            progress(index, len(STAGES), stage, time.perf_counter() - start)
+            progress.end(time.perf_counter() - start)
     run.files.update(json=run.path("demo_report.json"), png=run.path("demo_report.png"))
     report = DemoReport(
-        data=data, rows=run.rows, files=run.files, settings=settings, adaptation=run.adaptation
-    )
+        data=data, rows=run.rows, files=run.files, settings=settings, adaptation=run.adaptation,
+        seconds=time.perf_counter() - began,
+    )  # fmt: skip
     write_json(report.to_json(), report.files["json"])
     plot_report(report, report.files["png"])
     return report

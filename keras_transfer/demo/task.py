@@ -1,5 +1,5 @@
-"""The demo's transfer task: the first half of a dataset's classes is the source, the rest the
-target.
+"""The demo's transfer task: clean scanned images are the source domain, the same classes
+photographed under uneven light the target domain, with a few labels and many unlabelled images.
 """
 
 import dataclasses
@@ -9,11 +9,12 @@ import numpy as np
 from keras_transfer import datasets
 
 DATASETS = ("digits", "fashion_mnist")
+SHIFT = "uneven light"
 
 
 @dataclasses.dataclass(frozen=True)
 class TransferTask:
-    """Source and target splits of one dataset, target labels renumbered from 0."""
+    """Source and target splits of one dataset; both domains share the classes."""
 
     name: str
     source_train: tuple
@@ -21,31 +22,38 @@ class TransferTask:
     target_train: tuple
     target_test: tuple
     target_unlabelled: np.ndarray
-    source_classes: tuple
-    target_classes: tuple
+    classes: tuple
+    shift: str = SHIFT
 
     @property
     def input_shape(self):
         return self.source_train[0].shape[1:]
 
 
-def make_task(data="digits", labels_per_class=10, seed=0, source_limit=None, fashion_path=None):
-    """Splits a dataset into a source task (classes of the first half) and a target task.
+def make_task(data="digits", labels_per_class=5, seed=0, images_per_domain=None, fashion_path=None):
+    """Splits a dataset into a labelled source domain and a shifted target domain.
+
+    The training images are split in two halves at random: the first half, as
+    it is and labelled, is the source domain; the second half under uneven
+    light (`datasets.uneven_light`, a brightness ramp of random strength) is the
+    target domain, of which only `labels_per_class` images per class keep their
+    labels. The test images give a clean source test set and, under their own
+    uneven light, the target test set.
 
     Args:
         data: "digits" (bundled with scikit-learn) or "fashion_mnist".
-        labels_per_class: labelled target training images kept per target class.
-        seed: seed of the split and of the labelled subset.
-        source_limit: keep at most this many source training images (None: all).
+        labels_per_class: labelled target training images kept per class.
+        seed: seed of the split, the light and the labelled subset.
+        images_per_domain: keep at most this many training images per domain (None: all).
         fashion_path: optional folder with the Fashion-MNIST IDX files.
 
     Returns:
         A `TransferTask`.
 
     Example:
-    >>> task = make_task("digits", labels_per_class=10)
-    >>> task.target_classes
-    (5, 6, 7, 8, 9)
+    >>> task = make_task("digits", labels_per_class=5)
+    >>> len(task.target_train[0]), len(task.classes)
+    (50, 10)
     """
     if data not in DATASETS:
         raise ValueError(f"data must be one of {DATASETS}, got {data!r}.")
@@ -55,33 +63,33 @@ def make_task(data="digits", labels_per_class=10, seed=0, source_limit=None, fas
         (x_train, y_train), (x_test, y_test) = datasets.load_digits(seed=seed)
     else:
         (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist(fashion_path)
-    source_classes, target_classes = tuple(range(5)), tuple(range(5, 10))
     rng = np.random.default_rng(seed)
-
-    def subset(x, y, classes, per_class=None, limit=None):
-        index = np.flatnonzero(np.isin(y, classes))
-        if per_class is not None:
-            index = np.concatenate(
-                [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in classes]
-            )
-        if limit is not None and len(index) > limit:
-            index = rng.choice(index, limit, replace=False)
-        index = np.sort(index)
-        return x[index], (y[index] - classes[0]).astype("int32")
-
-    available = min(int(np.sum(y_train == c)) for c in target_classes)
+    order = rng.permutation(len(x_train))
+    source, target = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
+    if images_per_domain is not None:
+        source = np.sort(rng.choice(source, min(images_per_domain, len(source)), replace=False))
+        target = np.sort(rng.choice(target, min(images_per_domain, len(target)), replace=False))
+    x_target = datasets.uneven_light(x_train[target], seed + 1)
+    y_target = y_train[target]
+    classes = tuple(int(c) for c in np.unique(y_train))
+    available = min(int(np.sum(y_target == c)) for c in classes)
     if labels_per_class > available:
         raise ValueError(
-            f"labels_per_class={labels_per_class} exceeds the {available} training "
-            f"images of the smallest target class in {data!r}."
+            f"labels_per_class={labels_per_class} exceeds the {available} target training "
+            f"images of the smallest class in {data!r}."
         )
+    labelled = np.sort(
+        np.concatenate(
+            [rng.choice(np.flatnonzero(y_target == c), labels_per_class, replace=False)
+             for c in classes]
+        )
+    )  # fmt: skip
     return TransferTask(
         name=data,
-        source_train=subset(x_train, y_train, source_classes, limit=source_limit),
-        source_test=subset(x_test, y_test, source_classes),
-        target_train=subset(x_train, y_train, target_classes, per_class=labels_per_class),
-        target_test=subset(x_test, y_test, target_classes),
-        target_unlabelled=subset(x_train, y_train, target_classes)[0],
-        source_classes=source_classes,
-        target_classes=target_classes,
+        source_train=(x_train[source], y_train[source]),
+        source_test=(x_test, y_test),
+        target_train=(x_target[labelled], y_target[labelled]),
+        target_test=(datasets.uneven_light(x_test, seed + 2), y_test),
+        target_unlabelled=x_target,
+        classes=classes,
     )

@@ -1,18 +1,23 @@
-"""The demo's training stages: the source model, the baseline, fine-tuning, adaptation,
-distillation.
+"""The demo's training stages: the source model, fine-tuning and its baseline, distillation and
+its baseline. (Adaptation without labels is in `adaptation.py`.)
 """
 
-import os
+import math
 import time
 
 import keras
+import numpy as np
 
-from keras_transfer.demo.adaptation import run_adaptation_stage
 from keras_transfer.demo.networks import small_cnn
 from keras_transfer.demo.networks import small_student
 from keras_transfer.demo.report import accuracy
 from keras_transfer.demo.settings import StageResult
 from keras_transfer.distill import Distiller
+from keras_transfer.finetune import fine_tune
+
+SOURCE_ONLY = "source only (no adaptation)"
+SCRATCH = "target from scratch"
+STUDENT_ALONE = "student trained alone"
 
 
 def _compile(model, learning_rate):
@@ -23,134 +28,131 @@ def _compile(model, learning_rate):
     )
 
 
-def _fit(model, data, epochs, settings):
+def repeated(data, batch_size, steps=10):
+    """The few labelled images repeated so that an epoch has at least `steps` batches: Keras'
+    per-epoch overhead would otherwise cost more than the steps themselves."""
     x, y = data
-    return model.fit(
-        x, y, epochs=epochs, batch_size=settings.batch_size, verbose=settings.verbose, shuffle=True
-    )
+    times = max(1, math.ceil(steps * batch_size / len(x)))
+    return np.tile(x, (times,) + (1,) * (x.ndim - 1)), np.tile(y, times)
 
 
-def _evaluate_keras(model, data):
+def evaluate(model, data):
+    """Top-1 accuracy of a Keras model on `(x, y)`."""
     x, y = data
     return accuracy(model.predict(x, batch_size=512, verbose=0), y)
 
 
-def _trained_small_cnn(task, settings, name, classes, train, test, epochs, stage, evaluated_on):
-    """The demo's CNN trained from a fresh start on `train`, and its row tested on `test`."""
+def _trained_alone(network, data, epochs, settings, callbacks):
     keras.utils.set_random_seed(settings.seed)
-    model = small_cnn(task.input_shape, len(classes), name=name)
+    model = network()
     _compile(model, 3e-3)
-    start = time.perf_counter()
-    _fit(model, train, epochs, settings)
-    row = StageResult(
-        stage=stage,
-        evaluated_on=evaluated_on,
-        accuracy=_evaluate_keras(model, test),
-        parameters=model.count_params(),
-        seconds=time.perf_counter() - start,
-    )
-    return model, row
-
-
-def train_source(task, settings):
-    """Stage 1: the source model, trained on all labelled source images."""
-    return _trained_small_cnn(
-        task, settings, "source", task.source_classes, task.source_train, task.source_test,
-        settings.source_epochs, "source model", "source test",
+    model.fit(
+        *data, epochs=epochs, batch_size=settings.batch_size, verbose=settings.verbose,
+        shuffle=True, callbacks=list(callbacks),
     )  # fmt: skip
+    return model
 
 
-def train_target_from_scratch(task, settings):
-    """Stage 2, the baseline: the same network trained on the few target labels alone."""
-    return _trained_small_cnn(
-        task, settings, "scratch", task.target_classes, task.target_train, task.target_test,
-        settings.target_epochs, "target from scratch", "target test",
-    )  # fmt: skip
+def train_source(task, settings, callbacks=()):
+    """The source model on every labelled source image; rows on both domains' test images.
 
-
-def fine_tune_from_source(task, source_model, settings):
-    """Stage 3, transfer: a new head on the source features, then all layers at a low rate.
-
-    The backbone is cut at the pooled convolution features (`pool3`), which
-    carry more than the source's class-specific `features` layer (measured on
-    digits, 3 seeds). Phase 1 trains only the new head on the frozen backbone;
-    phase 2 unfreezes everything at a third of the learning rate. Both phases
-    together take as many steps as the from-scratch baseline.
+    Returns:
+        `(model, [source-test row, target-test row])`: the second row, the source model on the
+        shifted domain with no adaptation, is the baseline of adaptation.
     """
-    keras.utils.set_random_seed(settings.seed)
-    copy = keras.models.clone_model(source_model)
-    copy.set_weights(source_model.get_weights())
-    backbone = keras.Model(copy.inputs, copy.get_layer("pool3").output, name="backbone")
-    head = keras.layers.Dense(len(task.target_classes), name="head")
-    model = keras.Model(backbone.inputs, head(backbone.outputs[0]), name="fine_tuned")
     start = time.perf_counter()
-    backbone.trainable = False
-    _compile(model, 3e-3)
-    _fit(model, task.target_train, settings.fine_tune_epochs, settings)
-    backbone.trainable = True
-    _compile(model, 1e-3)
-    _fit(model, task.target_train, settings.fine_tune_epochs, settings)
-    row = StageResult(
-        stage="fine-tuned from source",
-        evaluated_on="target test",
-        accuracy=_evaluate_keras(model, task.target_test),
-        parameters=model.count_params(),
-        seconds=time.perf_counter() - start,
-    )
-    return model, row
-
-
-def adapt_to_uneven_light(task, settings, out_dir):
-    """Unsupervised domain adaptation to the source classes under uneven light.
-
-    See `keras_transfer.demo.adaptation`: half the source labels, the other
-    half's images under a brightness ramp without labels; source-only vs
-    MMD-adapted, both tested on the source test images under the same light.
-    """
-    result = run_adaptation_stage(
-        task,
-        settings,
-        os.path.join(out_dir, "adaptation_embedding.png"),
-        os.path.join(out_dir, "adaptation_curves.png"),
-    )
+    model = _trained_alone(
+        lambda: small_cnn(task.input_shape, len(task.classes), name="source"),
+        task.source_train, settings.source_epochs, settings, callbacks,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
     rows = [
         StageResult(
-            stage="uneven light, source only",
-            evaluated_on="source test, uneven light",
-            accuracy=result.source_only_accuracy,
+            "source model", "source test", evaluate(model, task.source_test),
+            parameters=model.count_params(), seconds=seconds,
         ),
-        StageResult(
-            stage="uneven light, adapted (MMD, no labels)",
-            evaluated_on="source test, uneven light",
-            accuracy=result.adapted_accuracy,
-            seconds=result.seconds,
-        ),
-    ]
-    return rows, result
+        StageResult(SOURCE_ONLY, "target test", evaluate(model, task.target_test)),
+    ]  # fmt: skip
+    return model, rows
 
 
-def distill_student(task, teacher, settings):
-    """Stage 4: a small student learns from the fine-tuned teacher on unlabelled target images.
+def train_target_from_scratch(task, settings, callbacks=()):
+    """The baseline of fine-tuning: the same network trained on the few target labels alone."""
+    start = time.perf_counter()
+    model = _trained_alone(
+        lambda: small_cnn(task.input_shape, len(task.classes), name="scratch"),
+        repeated(task.target_train, settings.batch_size), settings.target_epochs, settings,
+        callbacks,
+    )  # fmt: skip
+    return model, StageResult(
+        SCRATCH, "target test", evaluate(model, task.target_test),
+        parameters=model.count_params(), seconds=time.perf_counter() - start,
+    )  # fmt: skip
 
-    `alpha=0`: no label is used, which is the transfer case where the target
-    domain has plenty of images but few labels.
+
+def fine_tune_on_target_labels(task, backbone, classifier, settings, callbacks=()):
+    """Transfer: the adapted source network fine-tuned on the few target labels (the teacher).
+
+    `keras_transfer.fine_tune`'s two phases on copies of `backbone` and
+    `classifier`: the classifier on the frozen features, then everything at a
+    third of the rate. Measured against the same network from scratch.
     """
     keras.utils.set_random_seed(settings.seed)
-    student = small_student(task.input_shape, len(task.target_classes))
+    copies = []
+    for model in (backbone, classifier):
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        copies.append(copy)
+    start = time.perf_counter()
+    teacher, _ = fine_tune(
+        *copies,
+        repeated(task.target_train, settings.batch_size),
+        head_epochs=settings.head_epochs,
+        fine_tune_epochs=settings.fine_tune_epochs,
+        learning_rate=3e-3,
+        fine_tune_learning_rate=1e-3,
+        batch_size=settings.batch_size,
+        verbose=settings.verbose,
+        callbacks=list(callbacks),
+    )
+    return teacher, StageResult(
+        "fine-tuned (the teacher)", "target test", evaluate(teacher, task.target_test),
+        baseline=SCRATCH, claim="beats", parameters=teacher.count_params(),
+        seconds=time.perf_counter() - start,
+    )  # fmt: skip
+
+
+def train_student_alone(task, settings, callbacks=()):
+    """The baseline of distillation: the student network trained on the few target labels."""
+    start = time.perf_counter()
+    model = _trained_alone(
+        lambda: small_student(task.input_shape, len(task.classes), name="student_alone"),
+        repeated(task.target_train, settings.batch_size), settings.target_epochs, settings,
+        callbacks,
+    )  # fmt: skip
+    return model, StageResult(
+        STUDENT_ALONE, "target test", evaluate(model, task.target_test),
+        parameters=model.count_params(), seconds=time.perf_counter() - start,
+    )  # fmt: skip
+
+
+def distill_student(task, teacher, settings, callbacks=()):
+    """The small student taught by the teacher on the unlabelled target images.
+
+    `alpha=0`: no label is used; the teacher's outputs on the target domain's
+    images, which are plentiful where labels are few, carry what it learnt.
+    """
+    keras.utils.set_random_seed(settings.seed)
+    student = small_student(task.input_shape, len(task.classes))
     distiller = Distiller(teacher, student, temperature=4.0, alpha=0.0, cache_teacher=True)
     distiller.compile(keras.optimizers.Adam(3e-3))
     start = time.perf_counter()
     distiller.fit(
-        task.target_unlabelled,
-        epochs=settings.distill_epochs,
-        batch_size=settings.batch_size,
-        verbose=settings.verbose,
-    )
-    row = StageResult(
-        stage="distilled student",
-        evaluated_on="target test",
-        accuracy=_evaluate_keras(student, task.target_test),
-        parameters=student.count_params(),
+        task.target_unlabelled, epochs=settings.distill_epochs, batch_size=settings.batch_size,
+        verbose=settings.verbose, callbacks=list(callbacks),
+    )  # fmt: skip
+    return student, StageResult(
+        "distilled student", "target test", evaluate(student, task.target_test),
+        baseline=STUDENT_ALONE, claim="beats", parameters=student.count_params(),
         seconds=time.perf_counter() - start,
-    )
-    return student, row
+    )  # fmt: skip

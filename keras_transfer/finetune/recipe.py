@@ -30,6 +30,7 @@ def fine_tune(
     batch_size=32,
     batch_norm="frozen",
     verbose="auto",
+    callbacks=None,
 ):
     """The two-phase recipe: train a new head on the frozen backbone, then unfreeze the top.
 
@@ -52,6 +53,7 @@ def fine_tune(
         batch_size: for array data.
         batch_norm: "frozen" or "train", as in `unfreeze`.
         verbose: as in `fit`.
+        callbacks: Keras callbacks, given to both phases' `fit`.
 
     Returns:
         (model, {"head": History, "fine_tune": History}), `model` being
@@ -108,7 +110,9 @@ def fine_tune(
             fit_args["sample_weight"] = train_data[2]
     else:
         fit_args = dict(x=train_data)
-    fit_args.update(validation_data=validation_data, verbose=verbose)
+    fit_args.update(
+        validation_data=validation_data, verbose=verbose, callbacks=list(callbacks or [])
+    )
 
     freeze(backbone)
     model.compile(keras.optimizers.Adam(learning_rate), loss, metrics=list(metrics))
