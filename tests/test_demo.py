@@ -233,7 +233,7 @@ def test_cli_demo_with_default_settings(tmp_path):
     assert by_stage["source model"]["accuracy"] > 0.85  # the source task is really learnt
     # Each stage beats (or matches) its baseline on the default seed: adapted without labels >
     # source only; fine-tuned > the same network from scratch on the labels; distilled > the
-    # student alone on them; int8 within 0.5 points of the float student, agreement >= 0.99;
+    # student alone on them; int8 at most 0.5 points below the float student, agreement >= 0.99;
     # QAT >= post-training int8.
     claims = {o["stage"]: (o["claim"], o["baseline"], o["holds"]) for o in payload["orderings"]}
     assert claims == {
@@ -246,7 +246,7 @@ def test_cli_demo_with_default_settings(tmp_path):
         "TFLite int8 QAT": ("at least", "TFLite int8", True),
     }, claims
     int8, student = by_stage["TFLite int8"], by_stage["distilled student"]
-    assert abs(int8["accuracy"] - student["accuracy"]) <= 0.005 and int8["agreement"] >= 0.99
+    assert int8["accuracy"] >= student["accuracy"] - 0.005 and int8["agreement"] >= 0.99
     # adaptation brings the domains' features closer
     adaptation = payload["adaptation"]
     assert adaptation["proxy_a_distance_adapted"] < adaptation["proxy_a_distance_source_only"]

@@ -30,7 +30,7 @@ def holds(row, baseline):
     if row.claim == "at least":
         return gain >= 0
     if row.claim == "matches":
-        return abs(gain) <= MATCH_POINTS + 1e-9 and (row.agreement or 0.0) >= MATCH_AGREEMENT
+        return gain >= -MATCH_POINTS - 1e-9 and (row.agreement or 0.0) >= MATCH_AGREEMENT
     raise ValueError(f"claim must be 'beats', 'at least' or 'matches', got {row.claim!r}.")
 
 

@@ -35,8 +35,9 @@ class StageResult:
     """One row of the demo table.
 
     `baseline` names the row it is measured against and `claim` what it must
-    show there: "beats" (higher accuracy), "matches" (within `MATCH_POINTS` of
-    its accuracy and at least `MATCH_AGREEMENT` agreement) or "at least" (no lower).
+    show there: "beats" (higher accuracy), "matches" (at most `MATCH_POINTS`
+    below its accuracy, and at least `MATCH_AGREEMENT` agreement) or "at least"
+    (no lower).
     """
 
     stage: str
