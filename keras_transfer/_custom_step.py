@@ -108,7 +108,7 @@ class CustomStepModel(MultiWorkerFit, keras.Model):
 
     def get_compile_config(self):
         config = super().get_compile_config()
-        if config is not None:
+        if config:  # Keras gives {} for a model never compiled: nothing of ours to add
             config.update(
                 {
                     key: keras.saving.serialize_keras_object(value)

@@ -158,3 +158,27 @@ def test_the_collapse_guard_stops_a_collapsing_run_and_restores_the_healthy_weig
         shares = untrained.fit(pairs(shifted_digits), epochs=1, verbose=0).history
         assert shares["target_class_share"][0] >= 0.9 and shares["source_class_share"][0] >= 0.9
         healthy_run.fit(pairs(shifted_digits), epochs=2, verbose=0)
+
+
+@pytest.mark.parametrize("statistics", ["joint", "separate"])
+def test_domain_statistics_decide_how_batchnorm_sees_the_domains(statistics, tmp_path):
+    """ "joint": one BatchNorm batch of both domains (each domain's mean is off zero);
+    "separate": each domain normalised by its own batch (both means zero). Kept by .keras."""
+    rng = np.random.default_rng(0)
+    x_source = rng.normal(0.0, 1.0, (16, 3)).astype("float32")
+    x_target = rng.normal(5.0, 2.0, (16, 3)).astype("float32")
+    backbone = keras.Sequential(
+        [keras.Input((3,)), keras.layers.BatchNormalization(center=False, scale=False)]
+    )
+    classifier = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    adapter = adapt.DANN(backbone, classifier, domain_statistics=statistics)
+    source, target = adapter._both_domains(x_source, x_target, training=True)
+    source_mean = np.abs(source.features.numpy().mean(0)).max()
+    target_mean = np.abs(target.features.numpy().mean(0)).max()
+    if statistics == "separate":
+        assert source_mean < 1e-5 and target_mean < 1e-5
+    else:
+        assert source_mean > 0.5 and target_mean > 0.5
+    adapter.save(tmp_path / "adapter.keras")
+    loaded = keras.saving.load_model(tmp_path / "adapter.keras", safe_mode=True)
+    assert loaded.domain_statistics == statistics

@@ -236,6 +236,13 @@ CASES = [
         (),
     ),
     (
+        "DANN: unknown domain_statistics",
+        lambda m, d: adapt.DANN(_features(m), keras.layers.Dense(4), domain_statistics="apart"),
+        ValueError,
+        "domain_statistics must be one of",
+        (),
+    ),
+    (
         "DANN: negative domain_weight",
         lambda m, d: adapt.DANN(_features(m), keras.layers.Dense(4), domain_weight=-1.0),
         ValueError,

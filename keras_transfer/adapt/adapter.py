@@ -22,6 +22,8 @@ from keras_transfer._training import BackboneAlias
 from keras_transfer._training import gather_replicas
 from keras_transfer.adapt.callbacks import CollapseGuard
 
+DOMAIN_STATISTICS = ("joint", "separate")
+
 
 class DomainOutputs(NamedTuple):
     """One domain's batch through the networks: backbone features, class logits, hidden outputs."""
@@ -115,6 +117,9 @@ class Adapter(BackboneAlias, CustomStepModel):
             before 0.2, still accepted for one release).
         classifier: Keras model from features to class logits.
         strength: the initial `strength`.
+        domain_statistics: how BatchNorm layers see the two domains in training:
+            "joint" (one batch of both, as TLlib and CDAN's code) or "separate"
+            (each domain its own batch and statistics, as ADAPT and DANN's code).
 
     Example:
     >>> class EntropyMinimization(Adapter):  # doctest: +SKIP
@@ -133,11 +138,18 @@ class Adapter(BackboneAlias, CustomStepModel):
     _nested = ("feature_extractor", "classifier")
     _saved_names = {"feature_extractor": "backbone"}
 
-    def __init__(self, backbone=None, classifier=None, strength=1.0, **kwargs):
+    def __init__(
+        self, backbone=None, classifier=None, strength=1.0, domain_statistics="joint", **kwargs
+    ):
         backbone = renamed_argument(
             kwargs, "feature_extractor", "backbone", backbone, None, type(self).__name__
         )
+        if domain_statistics not in DOMAIN_STATISTICS:
+            raise ValueError(
+                f"domain_statistics must be one of {DOMAIN_STATISTICS}, got {domain_statistics!r}."
+            )
         super().__init__(**kwargs)
+        self.domain_statistics = domain_statistics
         require_layer(backbone, "backbone (formerly feature_extractor)")
         require_layer(classifier, "classifier")
         self.feature_extractor = backbone
@@ -172,6 +184,9 @@ class Adapter(BackboneAlias, CustomStepModel):
         """The variable a schedule ramps during `fit()` (1 unless one does)."""
         return self._strength
 
+    def get_config(self):
+        return {**super().get_config(), "domain_statistics": self.domain_statistics}
+
     def set_adaptation_strength(self, value):
         """Sets `strength` (DANNSchedule calls it before each step)."""
         self.strength.assign(value)
@@ -187,9 +202,19 @@ class Adapter(BackboneAlias, CustomStepModel):
 
     def _both_domains(self, x_source, x_target, training):
         """Both domains through the networks as ONE batch, so BatchNorm normalises them with
-        shared statistics (as TLlib and CDAN do), split back into (source, target) outputs."""
+        shared statistics (as TLlib and CDAN do), split back into (source, target) outputs;
+        with `domain_statistics="separate"` the backbone sees each domain on its own."""
         n = tf.shape(x_source)[0]
-        features = self.feature_extractor(tf.concat([x_source, x_target], 0), training=training)
+        if self.domain_statistics == "separate":
+            features = tf.concat(
+                [
+                    self.feature_extractor(x_source, training=training),
+                    self.feature_extractor(x_target, training=training),
+                ],
+                0,
+            )
+        else:
+            features = self.feature_extractor(tf.concat([x_source, x_target], 0), training=training)
         classified = features if self.uses_target_logits else features[:n]
         logits, hidden = self._classify(classified, training)
         source = DomainOutputs(features[:n], logits[:n], tuple(h[:n] for h in hidden))

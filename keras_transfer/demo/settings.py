@@ -55,11 +55,11 @@ def default_settings(data):
     """Settings that keep the demo short on 2 CPU cores for each dataset."""
     if data == "fashion_mnist":
         return DemoSettings(
-            source_epochs=3,
-            adapt_epochs=3,
+            source_epochs=10,
+            adapt_epochs=10,
             distill_epochs=5,
             qat_epochs=1,
-            images_per_domain=10000,
+            images_per_domain=6000,
             batch_size=128,
         )
     return DemoSettings()
