@@ -48,9 +48,10 @@ def _demo(args):
     print()
     print(report.table())
     print()
-    failed = [o for o in report.orderings() if not o["holds"]]
+    orderings = report.orderings()
+    failed = [o for o in orderings if not o["holds"]]
     print(
-        f"{len(report.orderings()) - len(failed)} of {len(report.orderings())} stages beat or "
+        f"{len(orderings) - len(failed)} of {len(orderings)} stages beat or "
         f"match their baseline (vs: the row it is measured against); {report.seconds:.0f} s."
         + "".join(f"\n  not this time: {o['stage']} vs {o['baseline']}" for o in failed)
     )

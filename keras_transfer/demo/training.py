@@ -76,17 +76,24 @@ def train_source(task, settings, callbacks=()):
     return model, rows
 
 
-def train_target_from_scratch(task, settings, callbacks=()):
-    """The baseline of fine-tuning: the same network trained on the few target labels alone."""
+def _trained_on_target_labels(task, settings, network, stage, callbacks):
+    """`network` trained from a fresh start on the few target labels alone, and its row."""
     start = time.perf_counter()
     model = _trained_alone(
-        lambda: small_cnn(task.input_shape, len(task.classes), name="scratch"),
-        repeated(task.target_train, settings.batch_size), settings.target_epochs, settings,
-        callbacks,
+        network, repeated(task.target_train, settings.batch_size), settings.target_epochs,
+        settings, callbacks,
     )  # fmt: skip
     return model, StageResult(
-        SCRATCH, "target test", evaluate(model, task.target_test),
+        stage, "target test", evaluate(model, task.target_test),
         parameters=model.count_params(), seconds=time.perf_counter() - start,
+    )  # fmt: skip
+
+
+def train_target_from_scratch(task, settings, callbacks=()):
+    """The baseline of fine-tuning: the same network trained on the few target labels alone."""
+    return _trained_on_target_labels(
+        task, settings, lambda: small_cnn(task.input_shape, len(task.classes), name="scratch"),
+        SCRATCH, callbacks,
     )  # fmt: skip
 
 
@@ -124,15 +131,10 @@ def fine_tune_on_target_labels(task, backbone, classifier, settings, callbacks=(
 
 def train_student_alone(task, settings, callbacks=()):
     """The baseline of distillation: the student network trained on the few target labels."""
-    start = time.perf_counter()
-    model = _trained_alone(
+    return _trained_on_target_labels(
+        task, settings,
         lambda: small_student(task.input_shape, len(task.classes), name="student_alone"),
-        repeated(task.target_train, settings.batch_size), settings.target_epochs, settings,
-        callbacks,
-    )  # fmt: skip
-    return model, StageResult(
-        STUDENT_ALONE, "target test", evaluate(model, task.target_test),
-        parameters=model.count_params(), seconds=time.perf_counter() - start,
+        STUDENT_ALONE, callbacks,
     )  # fmt: skip
 
 
