@@ -34,6 +34,7 @@ from keras_transfer.datasets import load_mnist_m  # noqa: E402
 from keras_transfer.datasets import load_usps  # noqa: E402
 from keras_transfer.datasets import resize_images  # noqa: E402
 from keras_transfer.datasets import to_common_shape  # noqa: E402
+from keras_transfer.distill import DistillationSchedule  # noqa: E402
 from keras_transfer.distill import Distiller  # noqa: E402
 from keras_transfer.distill import kl_distillation_loss  # noqa: E402
 from keras_transfer.distill import mse_distillation_loss  # noqa: E402

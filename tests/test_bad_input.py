@@ -236,6 +236,50 @@ CASES = [
         (),
     ),
     (
+        "Distiller: mixup with a cached teacher",
+        lambda m, d: kt.Distiller(m, m, mixup=0.2, cache_teacher=True),
+        ValueError,
+        "use cache_teacher=False with mixup",
+        (),
+    ),
+    (
+        "Distiller: negative mixup",
+        lambda m, d: kt.Distiller(m, m, mixup=-0.5),
+        ValueError,
+        "mixup must be >= 0",
+        (),
+    ),
+    (
+        "Distiller: teacher_views 0",
+        lambda m, d: kt.Distiller(m, m, teacher_views=0),
+        ValueError,
+        "teacher_views must be",
+        (),
+    ),
+    (
+        "Distiller: augment not a layer",
+        lambda m, d: kt.Distiller(m, m, augment="flip"),
+        TypeError,
+        "augment must be a Keras model or layer",
+        (),
+    ),
+    (
+        "Distiller.fit: unlabelled shaped unlike x",
+        lambda m, d: _compiled(kt.Distiller(m, keras.models.clone_model(m))).fit(
+            X, Y, unlabelled=X[:, :4], verbose=0
+        ),
+        ValueError,
+        "unlabelled must hold inputs shaped like x's",
+        (),
+    ),
+    (
+        "DistillationSchedule: not a function",
+        lambda m, d: kt.DistillationSchedule(0.5),
+        TypeError,
+        "schedule must be a function",
+        (),
+    ),
+    (
         "DANN: unknown domain_statistics",
         lambda m, d: adapt.DANN(_features(m), keras.layers.Dense(4), domain_statistics="apart"),
         ValueError,

@@ -132,7 +132,7 @@ def test_gradients_of_the_loss_reach_exactly_the_student(teacher, digits):
     with tf.GradientTape() as tape:
         targets = distiller._teacher_forward(x)
         outputs = distiller._run(distiller.student, distiller._student_extractor, x, training=True)
-        loss = distiller._loss_terms(y, targets, outputs, None)["loss"]
+        loss = distiller._loss_terms(y, targets, outputs, None, None, None)["loss"]
     everything = teacher.trainable_weights + distiller.student.trainable_weights
     teacher.trainable = True  # expose the teacher's weights to the tape's question
     gradients = tape.gradient(loss, teacher.weights + distiller.student.weights)

@@ -27,12 +27,14 @@ from keras_transfer._training import strategy_loss_unscaled
 from keras_transfer.distill.losses import HintDistillation
 from keras_transfer.distill.losses import WeightedDistillationLoss
 from keras_transfer.distill.losses import distillation_strategies
-from keras_transfer.distill.teachers import CACHE_KEY
-from keras_transfer.distill.teachers import LABELS_KEY
 from keras_transfer.distill.teachers import CachedTeacherFit
 from keras_transfer.distill.teachers import TeacherCache
 from keras_transfer.distill.teachers import _input_shape
 from keras_transfer.distill.teachers import load_teacher
+from keras_transfer.distill.views import blended_task_loss
+from keras_transfer.distill.views import labelled_weight
+from keras_transfer.distill.views import split_targets
+from keras_transfer.distill.views import training_view
 
 TEACHER_OUTPUTS = ("logits", "probabilities")
 
@@ -176,7 +178,15 @@ class Distiller(CachedTeacherFit, CustomStepModel):
         teacher_outputs: "logits" or "probabilities" (converted to log-probabilities,
             which give the same softened distribution).
         cache_teacher: compute teacher outputs once per input array in `fit`
-            instead of every step; only for inputs that are not augmented.
+            instead of every step (with `augment`: once per cached view).
+        augment: optional Keras layer (e.g. a `keras.Sequential` of `RandomFlip`,
+            `RandomTranslation`) applied to each training batch once, before
+            both networks, so teacher and student see the same view.
+        mixup: a > 0 blends each training input with another of its batch by a
+            Beta(a, a) share, for both networks (the labels' loss is blended by
+            the same share); 0 turns it off. Needs the teacher run every step.
+        teacher_views: with `cache_teacher` and `augment`, how many augmented
+            copies of the data the teacher labels once; each step draws from them.
 
     Returns:
         A `keras.Model`: compile it with `compile(optimizer, loss=...,
@@ -187,9 +197,15 @@ class Distiller(CachedTeacherFit, CustomStepModel):
     >>> distiller.compile(keras.optimizers.Adam(1e-3), metrics=["accuracy"])  # doctest: +SKIP
     >>> distiller.fit(x_train, y_train, epochs=5)  # doctest: +SKIP
     >>> distiller.student.save("student.keras")  # doctest: +SKIP
+
+    Patient and consistent (Beyer et al. 2022), with unlabelled images:
+    >>> flips = keras.Sequential([keras.layers.RandomFlip("horizontal")])  # doctest: +SKIP
+    >>> distiller = Distiller(teacher, student, augment=flips, mixup=0.2)  # doctest: +SKIP
+    >>> distiller.compile("adam", metrics=["accuracy"])  # doctest: +SKIP
+    >>> distiller.fit(x_train, y_train, unlabelled=x_pool, epochs=40)  # doctest: +SKIP
     """
 
-    _nested = ("teacher", "student")
+    _nested = ("teacher", "student", "augment")
 
     def __init__(
         self,
@@ -202,6 +218,9 @@ class Distiller(CachedTeacherFit, CustomStepModel):
         hint_weight=1.0,
         teacher_outputs="logits",
         cache_teacher=False,
+        augment=None,
+        mixup=0.0,
+        teacher_views=4,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -219,6 +238,15 @@ class Distiller(CachedTeacherFit, CustomStepModel):
         self.hint_weight = require_number(hint_weight, "hint_weight")
         self.teacher_outputs = teacher_outputs
         self.cache_teacher = bool(cache_teacher)
+        self.augment = None if augment is None else require_layer(augment, "augment")
+        self.mixup = require_number(mixup, "mixup")
+        self.teacher_views = require_number(teacher_views, "teacher_views", 1, integer=True)
+        if self.mixup and self.cache_teacher:
+            raise ValueError(
+                f"mixup={self.mixup} blends every batch anew, so the teacher must see each "
+                "blend: use cache_teacher=False with mixup."
+            )
+        self._mixup_seed = keras.random.SeedGenerator(0, name="mixup_seed")
         self.teacher.trainable = False
         for strategy in self._distillation:
             strategy.validate_model_compatibility(self.teacher, self.student)
@@ -259,6 +287,14 @@ class Distiller(CachedTeacherFit, CustomStepModel):
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
 
+    def set_alpha(self, alpha):
+        """Sets the label weight between fits or epochs; the step is retraced when it changes."""
+        alpha = require_number(alpha, "alpha", maximum=1.0)
+        if alpha != self.alpha:
+            self.alpha = alpha
+            if self.train_function is not None:
+                self.make_train_function(force=True)
+
     def output_classes(self):
         """The student's number of outputs, or None where it is not known."""
         return _final_dimension(self.student)
@@ -287,16 +323,18 @@ class Distiller(CachedTeacherFit, CustomStepModel):
 
     def compute_terms(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        labels, teacher = y, None
-        if isinstance(y, dict) and CACHE_KEY in y:
-            labels, teacher = y.get(LABELS_KEY), list(y[CACHE_KEY])
+        labels, teacher, labelled = split_targets(y)
+        partner = None
+        if training and teacher is None:  # cached outputs come with the views they were made on
+            x, partner = training_view(x, self.augment, self.mixup, self._mixup_seed)
         if teacher is None:
             teacher = self._teacher_forward(x)
         student = self._run(self.student, self._student_extractor, x, training=training)
-        terms = self._loss_terms(labels, teacher, student, sample_weight)
-        return StepTerms(terms, labels, student[0], sample_weight)
+        task_weight = labelled_weight(labelled, sample_weight)
+        terms = self._loss_terms(labels, teacher, student, sample_weight, task_weight, partner)
+        return StepTerms(terms, labels, student[0], task_weight)
 
-    def _loss_terms(self, labels, teacher, student, sample_weight):
+    def _loss_terms(self, labels, teacher, student, sample_weight, task_weight, partner):
         teacher_by_name = dict(zip(self._teacher_names, teacher))
         student_by_name = dict(zip(self._student_names, student))
 
@@ -314,7 +352,9 @@ class Distiller(CachedTeacherFit, CustomStepModel):
                     f"alpha={self.alpha} weighs a task loss, which needs labels y; pass y, "
                     "or alpha=0 to learn from the teacher alone."
                 )
-            terms["task_loss"] = self.task_loss_mean(labels, student[0], sample_weight)
+            terms["task_loss"] = blended_task_loss(
+                self.task_loss_mean, labels, student[0], task_weight, partner
+            )
             total += self.alpha * terms["task_loss"]
         if self.alpha < 1:
             terms["distillation_loss"] = tf.add_n([strategy_loss(s) for s in self._distillation])
@@ -344,6 +384,8 @@ class Distiller(CachedTeacherFit, CustomStepModel):
             "hint_weight": self.hint_weight,
             "teacher_outputs": self.teacher_outputs,
             "cache_teacher": self.cache_teacher,
+            "mixup": self.mixup,
+            "teacher_views": self.teacher_views,
         }
 
     @classmethod

@@ -12,6 +12,11 @@ import tensorflow as tf
 from keras_transfer._checks import require_keras_archive
 from keras_transfer._checks import require_label_range
 from keras_transfer._checks import warn_if_unscaled_images
+from keras_transfer.distill.views import CACHE_KEY
+from keras_transfer.distill.views import LABELS_KEY
+from keras_transfer.distill.views import augmented_views
+from keras_transfer.distill.views import view_dataset
+from keras_transfer.distill.views import with_unlabelled
 
 
 def _checksum(arrays):
@@ -101,44 +106,86 @@ class TeacherCache:
         return outputs
 
 
-CACHE_KEY = "teacher"
-LABELS_KEY = "labels"
-
-
 def _with_teacher_outputs(distiller, x, y, argument):
     """(x, {"teacher": cached outputs, "labels": y}) for a Distiller with cache_teacher=True."""
     if not isinstance(x, np.ndarray) and not tf.is_tensor(x):
         raise ValueError(
             f"cache_teacher=True needs {argument} as an array (the same inputs every epoch), "
-            f"got {type(x).__name__}. For augmented or streamed data use cache_teacher=False."
+            f"got {type(x).__name__}. For streamed data use cache_teacher=False."
         )
-    targets = {CACHE_KEY: distiller.teacher_targets(x)}
-    if y is not None:
-        targets[LABELS_KEY] = y
+    targets = dict(y) if isinstance(y, dict) else {} if y is None else {LABELS_KEY: y}
+    targets[CACHE_KEY] = distiller.teacher_targets(x)
     return x, targets
 
 
 class CachedTeacherFit:
-    """The Distiller's `fit` with `cache_teacher=True`: teacher outputs computed once, passed in y.
+    """The Distiller's `fit`: unlabelled data beside the labelled, and the teacher cache.
 
-    The host model sets `cache_teacher` and `_cache` (a `TeacherCache`) and reads
-    `y[CACHE_KEY]` (the outputs) and `y[LABELS_KEY]` (the labels) in its step.
+    With `cache_teacher=True` the teacher's outputs are computed once and passed
+    in y; with `augment` as well, on `teacher_views` augmented copies of x,
+    from which each step draws its batch. The host model sets `cache_teacher`,
+    `augment`, `teacher_views` and `_cache` (a `TeacherCache`) and reads y
+    through `views.split_targets`.
     """
 
-    def fit(self, x=None, y=None, validation_data=None, **kwargs):
-        """`keras.Model.fit`; with `cache_teacher=True`, teacher outputs are computed once."""
+    def fit(self, x=None, y=None, validation_data=None, unlabelled=None, **kwargs):
+        """`keras.Model.fit`, plus unlabelled inputs the teacher labels.
+
+        Args:
+            x, y, validation_data, **kwargs: as `keras.Model.fit`.
+            unlabelled: optional array of inputs without labels, shaped like
+                `x` (arrays only): shuffled in with `x`, they take the
+                distillation term alone; an epoch covers both.
+
+        Returns:
+            The `History`.
+        """
         require_label_range(y, self.output_classes(), "y")
         warn_if_unscaled_images(x, "x", self.student)
+        if unlabelled is not None:
+            warn_if_unscaled_images(unlabelled, "unlabelled", self.student)
+            x, y = with_unlabelled(x, y, unlabelled)
+        if self.cache_teacher and self.augment is not None:
+            return self._fit_on_cached_views(x, y, validation_data, kwargs)
         if self.cache_teacher:
             x, y = _with_teacher_outputs(self, x, y, "x")
-            if validation_data is not None:
-                pair = (
-                    validation_data
-                    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
-                    else (validation_data, None)
-                )
-                validation_data = _with_teacher_outputs(self, *pair, "validation_data")
+        if self.cache_teacher and validation_data is not None:
+            validation_data = _cached_validation(self, validation_data)
         return super().fit(x, y, validation_data=validation_data, **kwargs)
+
+    def _fit_on_cached_views(self, x, y, validation_data, kwargs):
+        if not isinstance(x, np.ndarray):
+            raise ValueError(
+                "cache_teacher=True with augment needs x as a numpy array (its augmented "
+                f"views are made once), got {type(x).__name__}. For streamed data use "
+                "cache_teacher=False: the teacher then sees each augmented batch."
+            )
+        for argument in ("validation_split", "shuffle", "steps_per_epoch"):
+            if kwargs.get(argument) not in (None, True, 0.0):
+                raise ValueError(
+                    f"cache_teacher=True with augment draws every batch from the cached views "
+                    f"itself; {argument}={kwargs[argument]!r} is not taken. Pass "
+                    "validation_data instead of validation_split."
+                )
+        kwargs.pop("shuffle", None)
+        batch_size = kwargs.pop("batch_size", None) or 32
+        sample_weight = kwargs.pop("sample_weight", None)
+        views = augmented_views(self.augment, x, self.teacher_views)
+        labels = y if isinstance(y, dict) else {} if y is None else {LABELS_KEY: y}
+        targets = {k: np.concatenate([v] * self.teacher_views) for k, v in labels.items()}
+        targets[CACHE_KEY] = tuple(self.teacher_targets(views))
+        if sample_weight is not None:
+            sample_weight = np.concatenate([np.asarray(sample_weight)] * self.teacher_views)
+        data = view_dataset(views, targets, sample_weight, batch_size)
+        if validation_data is not None:
+            validation_data = _cached_validation(self, validation_data)
+        return super().fit(
+            data,
+            validation_data=validation_data,
+            steps_per_epoch=-(-len(x) // batch_size),
+            shuffle=False,  # the stream shuffles itself
+            **kwargs,
+        )
 
     def teacher_targets(self, x, batch_size=256):
         """The teacher's outputs on `x` (logits, then layer features), kept while `x` is unchanged.
@@ -151,3 +198,10 @@ class CachedTeacherFit:
             A list of numpy arrays.
         """
         return self._cache.outputs(x, batch_size)
+
+
+def _cached_validation(distiller, validation_data):
+    pair = (validation_data, None)
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+        pair = validation_data
+    return _with_teacher_outputs(distiller, *pair, "validation_data")
