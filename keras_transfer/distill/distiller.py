@@ -35,6 +35,7 @@ from keras_transfer.distill.views import blended_task_loss
 from keras_transfer.distill.views import labelled_weight
 from keras_transfer.distill.views import split_targets
 from keras_transfer.distill.views import training_view
+from keras_transfer.distill.views import view_settings
 
 TEACHER_OUTPUTS = ("logits", "probabilities")
 
@@ -99,6 +100,16 @@ def _without_compile_state(model):
     return config
 
 
+def _serialized(strategy):
+    return strategy if isinstance(strategy, str) else keras.saving.serialize_keras_object(strategy)
+
+
+def _deserialized(strategy):
+    if isinstance(strategy, str):
+        return strategy
+    return keras.saving.deserialize_keras_object(strategy)
+
+
 def _single_output(outputs):
     if isinstance(outputs, dict):
         (outputs,) = outputs.values()
@@ -132,6 +143,24 @@ def _layer_names(strategy):
     )
 
 
+def _strategy_loss(strategy, teacher_outputs, student_outputs, sample_weight):
+    """One strategy's loss on the outputs (by layer name) it reads."""
+    teacher_layer, student_layer = _layer_names(strategy)
+    pair = teacher_outputs[teacher_layer], student_outputs[student_layer]
+    if isinstance(strategy, WeightedDistillationLoss):
+        return strategy.compute_loss(*pair, sample_weight=sample_weight)
+    return strategy_loss_unscaled(strategy.compute_loss(*pair), strategy)
+
+
+def _layers_read(strategies):
+    """The teacher's and the student's layer names the strategies read, after None (the output)."""
+    layers = [_layer_names(s) for s in strategies]
+    return (
+        [None] + sorted({t for t, _ in layers if t is not None}),
+        [None] + sorted({s for _, s in layers if s is not None}),
+    )
+
+
 def _extractor(model, names, role):
     """A model giving [output, layer outputs...] for the layer `names` after None, or None if there
     are none.
@@ -160,12 +189,9 @@ class Distiller(CachedTeacherFit, CustomStepModel):
     """Trains a student to match a frozen teacher (and the labels, by `alpha`).
 
     Args:
-        teacher: a built Keras model (or layer) giving logits, or probabilities
-            with `teacher_outputs="probabilities"`; or a `.keras` file (loaded in
-            safe mode); or a TF2 SavedModel folder (e.g. from
-            `export_saved_model`) or TF-Hub URL, served through `HubLayer`
-            (see `saved_model_teacher`). It is frozen and run in inference mode
-            (BatchNorm statistics stay as they are).
+        teacher: a built Keras model (or layer) giving logits (or probabilities: see
+            `teacher_outputs`), a `.keras` file (safe mode), a SavedModel folder or a
+            TF-Hub URL (`saved_model_teacher`); frozen, run in inference mode.
         student: a built Keras model giving logits; `distiller.student` is it.
         temperature: T > 0 for the "kl" loss.
         alpha: weight of the task loss in [0, 1]; 0 learns from the teacher
@@ -175,8 +201,7 @@ class Distiller(CachedTeacherFit, CustomStepModel):
         hints: optional list of `(teacher_layer, student_layer)` name pairs
             whose outputs are matched by MSE through a learned Dense adapter.
         hint_weight: weight of the mean hint term.
-        teacher_outputs: "logits" or "probabilities" (converted to log-probabilities,
-            which give the same softened distribution).
+        teacher_outputs: "logits" or "probabilities" (taken as log-probabilities).
         cache_teacher: compute teacher outputs once per input array in `fit`
             instead of every step (with `augment`: once per cached view).
         augment: optional Keras layer (e.g. a `keras.Sequential` of `RandomFlip`,
@@ -189,20 +214,14 @@ class Distiller(CachedTeacherFit, CustomStepModel):
             copies of the data the teacher labels once; each step draws from them.
 
     Returns:
-        A `keras.Model`: compile it with `compile(optimizer, loss=...,
-        metrics=...)`, then `fit`, `evaluate`, `predict` (student logits).
+        A `keras.Model` to compile, `fit` (see `fit(unlabelled=...)`), `evaluate`
+        and `predict` (student logits).
 
     Example:
     >>> distiller = Distiller(teacher, student, temperature=4.0, alpha=0.1)  # doctest: +SKIP
     >>> distiller.compile(keras.optimizers.Adam(1e-3), metrics=["accuracy"])  # doctest: +SKIP
     >>> distiller.fit(x_train, y_train, epochs=5)  # doctest: +SKIP
     >>> distiller.student.save("student.keras")  # doctest: +SKIP
-
-    Patient and consistent (Beyer et al. 2022), with unlabelled images:
-    >>> flips = keras.Sequential([keras.layers.RandomFlip("horizontal")])  # doctest: +SKIP
-    >>> distiller = Distiller(teacher, student, augment=flips, mixup=0.2)  # doctest: +SKIP
-    >>> distiller.compile("adam", metrics=["accuracy"])  # doctest: +SKIP
-    >>> distiller.fit(x_train, y_train, unlabelled=x_pool, epochs=40)  # doctest: +SKIP
     """
 
     _nested = ("teacher", "student", "augment")
@@ -238,14 +257,9 @@ class Distiller(CachedTeacherFit, CustomStepModel):
         self.hint_weight = require_number(hint_weight, "hint_weight")
         self.teacher_outputs = teacher_outputs
         self.cache_teacher = bool(cache_teacher)
-        self.augment = None if augment is None else require_layer(augment, "augment")
-        self.mixup = require_number(mixup, "mixup")
-        self.teacher_views = require_number(teacher_views, "teacher_views", 1, integer=True)
-        if self.mixup and self.cache_teacher:
-            raise ValueError(
-                f"mixup={self.mixup} blends every batch anew, so the teacher must see each "
-                "blend: use cache_teacher=False with mixup."
-            )
+        self.augment, self.mixup, self.teacher_views = view_settings(
+            augment, mixup, teacher_views, self.cache_teacher
+        )
         self._mixup_seed = keras.random.SeedGenerator(0, name="mixup_seed")
         self.teacher.trainable = False
         for strategy in self._distillation:
@@ -256,9 +270,7 @@ class Distiller(CachedTeacherFit, CustomStepModel):
         self._hints = [
             HintDistillation(t, s, adapter) for (t, s), adapter in zip(self.hints, self._adapters)
         ]
-        layers = [_layer_names(s) for s in self._distillation + self._hints]
-        self._teacher_names = [None] + sorted({t for t, _ in layers if t is not None})
-        self._student_names = [None] + sorted({s for _, s in layers if s is not None})
+        self._teacher_names, self._student_names = _layers_read(self._distillation + self._hints)
         self._teacher_extractor = _extractor(self.teacher, self._teacher_names, "teacher")
         self._student_extractor = _extractor(self.student, self._student_names, "student")
         self.loss_terms = (
@@ -287,14 +299,6 @@ class Distiller(CachedTeacherFit, CustomStepModel):
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
 
-    def set_alpha(self, alpha):
-        """Sets the label weight between fits or epochs; the step is retraced when it changes."""
-        alpha = require_number(alpha, "alpha", maximum=1.0)
-        if alpha != self.alpha:
-            self.alpha = alpha
-            if self.train_function is not None:
-                self.make_train_function(force=True)
-
     def output_classes(self):
         """The student's number of outputs, or None where it is not known."""
         return _final_dimension(self.student)
@@ -302,15 +306,9 @@ class Distiller(CachedTeacherFit, CustomStepModel):
     # -- the loss --------------------------------------------------------------------------
 
     def compile(self, optimizer="adam", loss=None, metrics=None, student_loss=None, **kwargs):
-        """Configures training; metrics are computed on the student's outputs.
-
-        Args:
-            optimizer: a Keras optimizer or its name.
-            loss: the task loss on the labels; default sparse categorical
-                cross-entropy on logits.
-            metrics: student metrics, e.g. `["accuracy"]`.
-            student_loss: another name for `loss` (the first release's).
-            **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
+        """As `keras.Model.compile`: `loss` is the task loss (default: sparse categorical
+        cross-entropy on logits; `student_loss` is its first-release name); metrics are the
+        student's.
         """
         if student_loss is not None:
             if loss is not None:
@@ -335,15 +333,10 @@ class Distiller(CachedTeacherFit, CustomStepModel):
         return StepTerms(terms, labels, student[0], task_weight)
 
     def _loss_terms(self, labels, teacher, student, sample_weight, task_weight, partner):
-        teacher_by_name = dict(zip(self._teacher_names, teacher))
-        student_by_name = dict(zip(self._student_names, student))
+        outputs = dict(zip(self._teacher_names, teacher)), dict(zip(self._student_names, student))
 
         def strategy_loss(strategy):
-            teacher_layer, student_layer = _layer_names(strategy)
-            pair = teacher_by_name[teacher_layer], student_by_name[student_layer]
-            if isinstance(strategy, WeightedDistillationLoss):
-                return strategy.compute_loss(*pair, sample_weight=sample_weight)
-            return strategy_loss_unscaled(strategy.compute_loss(*pair), strategy)
+            return _strategy_loss(strategy, *outputs, sample_weight)
 
         terms, total = {}, 0.0
         if self.alpha > 0:
@@ -376,10 +369,7 @@ class Distiller(CachedTeacherFit, CustomStepModel):
             **super().get_config(),
             "temperature": self.temperature,
             "alpha": self.alpha,
-            "distillation_loss": [
-                s if isinstance(s, str) else keras.saving.serialize_keras_object(s)
-                for s in self._strategies
-            ],
+            "distillation_loss": [_serialized(s) for s in self._strategies],
             "hints": [list(pair) for pair in self.hints],
             "hint_weight": self.hint_weight,
             "teacher_outputs": self.teacher_outputs,
@@ -391,8 +381,5 @@ class Distiller(CachedTeacherFit, CustomStepModel):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["distillation_loss"] = [
-            s if isinstance(s, str) else keras.saving.deserialize_keras_object(s)
-            for s in config["distillation_loss"]
-        ]
+        config["distillation_loss"] = [_deserialized(s) for s in config["distillation_loss"]]
         return super().from_config(config)

@@ -8,6 +8,7 @@ then trains on the labels alone) recovers the gain.
 import keras
 
 from keras_transfer._checks import require_number
+from keras_transfer.distill.distiller import Distiller
 
 
 class DistillationSchedule(keras.callbacks.Callback):
@@ -34,9 +35,11 @@ class DistillationSchedule(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         alpha = require_number(self.schedule(epoch), "schedule(epoch)", maximum=1.0)
-        if not hasattr(self.model, "set_alpha"):
+        if not isinstance(self.model, Distiller):
             raise TypeError(
                 "DistillationSchedule trains a Distiller; it was given "
                 f"{type(self.model).__name__}."
             )
-        self.model.set_alpha(alpha)
+        if alpha != self.model.alpha:
+            self.model.alpha = alpha
+            self.model.make_train_function(force=True)  # the step reads alpha when traced

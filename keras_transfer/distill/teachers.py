@@ -160,16 +160,16 @@ class CachedTeacherFit:
                 f"views are made once), got {type(x).__name__}. For streamed data use "
                 "cache_teacher=False: the teacher then sees each augmented batch."
             )
-        for argument in ("validation_split", "shuffle", "steps_per_epoch"):
-            if kwargs.get(argument) not in (None, True, 0.0):
-                raise ValueError(
-                    f"cache_teacher=True with augment draws every batch from the cached views "
-                    f"itself; {argument}={kwargs[argument]!r} is not taken. Pass "
-                    "validation_data instead of validation_split."
-                )
-        kwargs.pop("shuffle", None)
+        if kwargs.get("validation_split"):
+            raise ValueError(
+                "cache_teacher=True with augment draws every batch from the cached views "
+                f"itself; validation_split={kwargs['validation_split']!r} is not taken: pass "
+                "validation_data."
+            )
+        kwargs.pop("shuffle", None)  # the views are drawn in a shuffled stream
         batch_size = kwargs.pop("batch_size", None) or 32
         sample_weight = kwargs.pop("sample_weight", None)
+        steps_per_epoch = kwargs.pop("steps_per_epoch", None)
         views = augmented_views(self.augment, x, self.teacher_views)
         labels = y if isinstance(y, dict) else {} if y is None else {LABELS_KEY: y}
         targets = {k: np.concatenate([v] * self.teacher_views) for k, v in labels.items()}
@@ -182,7 +182,7 @@ class CachedTeacherFit:
         return super().fit(
             data,
             validation_data=validation_data,
-            steps_per_epoch=-(-len(x) // batch_size),
+            steps_per_epoch=steps_per_epoch or -(-len(x) // batch_size),
             shuffle=False,  # the stream shuffles itself
             **kwargs,
         )

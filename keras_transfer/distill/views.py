@@ -14,9 +14,24 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer._checks import require_layer
+from keras_transfer._checks import require_number
+
 CACHE_KEY = "teacher"
 LABELS_KEY = "labels"
 LABELLED_KEY = "labelled"
+
+
+def view_settings(augment, mixup, teacher_views, cache_teacher):
+    """The checked `(augment, mixup, teacher_views)` of a Distiller."""
+    augment = None if augment is None else require_layer(augment, "augment")
+    mixup = require_number(mixup, "mixup")
+    if mixup and cache_teacher:
+        raise ValueError(
+            f"mixup={mixup} blends every batch anew, so the teacher must see each blend: "
+            "use cache_teacher=False with mixup."
+        )
+    return augment, mixup, require_number(teacher_views, "teacher_views", 1, integer=True)
 
 
 def mix_batch(x, concentration, seed_generator):

@@ -1,0 +1,319 @@
+"""Does distillation beat the student trained alone? Fashion-MNIST, an honest protocol.
+
+    python examples/benchmarks/distill_gap.py [--seeds 0 1 2] [--students ...] [--budgets ...]
+    python examples/benchmarks/distill_gap.py --table   # the table of results/distill_gap.json
+
+Teacher (trained once, saved to results/distill_gap_models/teacher.keras and
+reused): a 0.9M-parameter BatchNorm CNN trained on 55,000 training images with
+flips and shifts; the other 5,000 training images are the validation split on
+which the Distiller's settings were chosen. Students: 20,000 labelled images
+(stratified, from the teacher's 55,000); the other 35,000 are the unlabelled
+transfer set of the semi-supervised row. Every row of a student size and
+budget runs the same number of optimizer steps from the same initialisation.
+"""
+
+import argparse
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from fashion_common import RESULTS
+from fashion_common import EpochTimer
+from fashion_common import mean_std
+from fashion_common import print_table
+from fashion_common import student_cnn
+from fashion_common import write_json
+
+import keras_transfer as kt
+
+MODELS = os.path.join(RESULTS, "distill_gap_models")
+TEACHER_FILE = os.path.join(MODELS, "teacher.keras")
+VALIDATION, LABELLED = 5000, 20000
+BATCH, LEARNING_RATE = 128, 1e-3
+BUDGETS = {"short": 8, "patient": 30}  # epochs over the 20,000 labelled images
+STEPS_PER_EPOCH = -(-LABELLED // BATCH)
+GRID = [(t, a) for t in (1.0, 2.0, 4.0) for a in (0.1, 0.5)]  # (temperature, alpha)
+JSON = "distill_gap.json"
+
+
+def splits():
+    """(teacher's images, labels), (validation), (test): fixed, the same for every seed."""
+    (x_train, y_train), test = kt.load_fashion_mnist()
+    order = np.random.default_rng(1234).permutation(len(x_train))
+    held, rest = order[:VALIDATION], np.sort(order[VALIDATION:])
+    return (x_train[rest], y_train[rest]), (x_train[held], y_train[held]), test
+
+
+def augmentation(seed=None):
+    """Horizontal flips and shifts of up to 2 pixels, as Keras preprocessing layers."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed),
+        ],
+        name="augmentation",
+    )
+
+
+def teacher_network():
+    """About 0.9M parameters: three BatchNorm conv blocks and a dense layer."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1), name="image")
+    x = inputs
+    for filters in (32, 64, 128):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+        if filters < 128:
+            x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dropout(0.4)(x)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    x = keras.layers.Dropout(0.3)(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x), name="teacher")
+
+
+def train_teacher(epochs=12, batch=128):
+    (x, y), (x_val, y_val), (x_test, y_test) = splits()
+    teacher = teacher_network()
+    steps = epochs * -(-len(x) // batch)
+    teacher.compile(
+        keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    augment = augmentation(seed=0)
+    import tensorflow as tf
+
+    data = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=0)
+        .batch(batch)
+        .map(lambda a, b: (augment(a, training=True), b))
+        .prefetch(2)
+    )
+    teacher.fit(data, epochs=epochs, validation_data=(x_val, y_val), verbose=2)
+    os.makedirs(MODELS, exist_ok=True)
+    teacher.save(TEACHER_FILE + ".tmp.keras")
+    os.replace(TEACHER_FILE + ".tmp.keras", TEACHER_FILE)
+    print("teacher test accuracy", teacher.evaluate(x_test, y_test, verbose=0)[1])
+    return teacher
+
+
+def tiny_cnn(seed):
+    """About 14K parameters: 4 and 8 filters and a 32-unit dense layer."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((28, 28, 1), name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(32, activation="relu")(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x), name="tiny_student")
+
+
+STUDENTS = {"53K": student_cnn, "14K": tiny_cnn}
+
+
+def labelled_split(x, y):
+    """The 20,000 labelled images (stratified, the same for every seed) and the 35,000 others."""
+    rng = np.random.default_rng(0)
+    chosen = np.sort(
+        np.concatenate(
+            [rng.choice(np.flatnonzero(y == c), LABELLED // 10, replace=False) for c in range(10)]
+        )
+    )
+    rest = np.setdiff1d(np.arange(len(x)), chosen)
+    return (x[chosen], y[chosen]), x[rest]
+
+
+def optimizer(epochs):
+    schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, epochs * STEPS_PER_EPOCH)
+    return keras.optimizers.Adam(schedule)
+
+
+def augmented_stream(x, y, seed):
+    """The student-alone and keras.distillation input: shuffled batches, augmented once each."""
+    augment = augmentation(seed)
+    return (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=seed)
+        .repeat()
+        .batch(BATCH)
+        .map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(2)
+    )
+
+
+def accuracy(model, x, y):
+    return float(np.mean(np.argmax(model.predict(x, batch_size=1000, verbose=0), -1) == y))
+
+
+def train(row, student, teacher, data, epochs, seed, temperature=4.0, alpha=0.1):
+    """Trains `student` as `row` says; returns (seconds before the first step, epoch seconds)."""
+    (x, y), unlabelled = data
+    timer = EpochTimer()
+    fit = dict(epochs=epochs, steps_per_epoch=STEPS_PER_EPOCH, verbose=0, callbacks=[timer])
+    keras.utils.set_random_seed(100 + seed)
+    start = time.perf_counter()
+    if row == "student alone":
+        student.compile(optimizer(epochs), keras.losses.SparseCategoricalCrossentropy(True))
+        student.fit(augmented_stream(x, y, seed), **fit)
+    elif row == "keras.distillation":
+        distiller = keras.distillation.Distiller(
+            teacher,
+            student,
+            keras.distillation.LogitsDistillation(temperature, loss=keras.losses.KLDivergence()),
+            student_loss_weight=alpha,
+        )
+        distiller.compile(optimizer(epochs), loss=keras.losses.SparseCategoricalCrossentropy(True))
+        distiller.fit(augmented_stream(x, y, seed), **fit)
+    else:  # ours: the teacher labels 4 augmented views of the images once, before the steps
+        distiller = kt.Distiller(
+            teacher,
+            student,
+            temperature=temperature,
+            alpha=alpha,
+            augment=augmentation(seed),
+            cache_teacher=True,
+        )
+        distiller.compile(optimizer(epochs))
+        extra = {"unlabelled": unlabelled} if "unlabelled" in row else {}
+        distiller.fit(x, y, batch_size=BATCH, **extra, **fit)
+    total = time.perf_counter() - start
+    return total - sum(timer.seconds), float(np.median(timer.seconds))
+
+
+def choose_settings(teacher, data, validation, seed=0):
+    """(temperature, alpha) by validation accuracy of the 53K student, short budget, seed 0."""
+    scores = {}
+    for temperature, alpha in GRID:
+        student = student_cnn(seed)
+        train("distilled", student, teacher, data, BUDGETS["short"], seed, temperature, alpha)
+        scores[f"T={temperature:g} alpha={alpha:g}"] = accuracy(student, *validation)
+        print("validation", scores, flush=True)
+    best = max(scores, key=scores.get)
+    return best, scores
+
+
+def rows_for(student_name, chosen):
+    rows = ["student alone", "distilled (defaults)", "distilled + 35,000 unlabelled"]
+    if student_name == "53K":
+        rows.append("keras.distillation")
+        if chosen != "T=4 alpha=0.1":  # else it is the defaults' row
+            rows.append("distilled (chosen on validation)")
+    return rows
+
+
+def run(seeds, students, budgets):
+    teacher = keras.saving.load_model(TEACHER_FILE, safe_mode=True)
+    (x_pool, y_pool), validation, (x_test, y_test) = splits()
+    data = labelled_split(x_pool, y_pool)
+    path = os.path.join(RESULTS, JSON)
+    results = json.load(open(path)) if os.path.exists(path) else {}
+    results.setdefault("teacher", accuracy(teacher, x_test, y_test))
+    results.setdefault("runs", [])
+    if "chosen" not in results:
+        results["chosen"], results["validation"] = choose_settings(teacher, data, validation)
+        write_json(JSON, results)
+    chosen = results["chosen"]
+    temperature, alpha = (float(part.split("=")[1]) for part in chosen.split())
+    done = {(r["seed"], r["student"], r["budget"], r["row"]) for r in results["runs"]}
+    for seed in seeds:
+        for student_name in students:
+            for budget in budgets:
+                for row in rows_for(student_name, chosen):
+                    if (seed, student_name, budget, row) in done:
+                        continue
+                    student = STUDENTS[student_name](seed)
+                    settings = (temperature, alpha) if "chosen" in row else (4.0, 0.1)
+                    before, epoch = train(
+                        row, student, teacher, data, BUDGETS[budget], seed, *settings
+                    )
+                    entry = {
+                        "seed": seed,
+                        "student": student_name,
+                        "budget": budget,
+                        "row": row,
+                        "test_accuracy": accuracy(student, x_test, y_test),
+                        "validation_accuracy": accuracy(student, *validation),
+                        "steps": BUDGETS[budget] * STEPS_PER_EPOCH,
+                        "seconds_before_steps": before,
+                        "epoch_seconds": epoch,
+                    }
+                    results["runs"].append(entry)
+                    write_json(JSON, results)
+                    print(entry, flush=True)
+    return results
+
+
+def table(results):
+    teacher = results["teacher"]
+    groups = {}
+    for r in results["runs"]:
+        groups.setdefault((r["student"], r["budget"], r["row"]), []).append(r)
+    rows = []
+    for (student, budget, row), runs in sorted(groups.items(), key=lambda kv: _order(kv[0])):
+        alone = {
+            r["seed"]: r["test_accuracy"]
+            for r in groups.get((student, budget, "student alone"), [])
+        }
+        accuracy_mean, accuracy_std = mean_std([r["test_accuracy"] for r in runs])
+        gaps = [
+            (r["test_accuracy"] - alone[r["seed"]]) / (teacher - alone[r["seed"]])
+            for r in runs
+            if r["seed"] in alone and row != "student alone"
+        ]
+        rows.append(
+            [
+                student,
+                budget,
+                row,
+                f"{100 * accuracy_mean:.2f} +- {100 * accuracy_std:.2f}",
+                f"{100 * np.mean(gaps):.0f}%" if gaps else "",
+                f"{np.median([r['epoch_seconds'] for r in runs]):.1f}",
+                f"{np.median([r['seconds_before_steps'] for r in runs]):.0f}",
+                len(runs),
+            ]
+        )
+    print(
+        f"teacher {100 * teacher:.2f}% on the 10,000 test images; settings chosen on "
+        f"validation: {results.get('chosen')}"
+    )
+    print_table(
+        ["student", "budget", "row", "test %", "gap closed", "epoch s", "s before", "seeds"],
+        rows,
+    )
+
+
+def _order(key):
+    student, budget, row = key
+    order = [
+        "student alone",
+        "distilled (defaults)",
+        "distilled (chosen on validation)",
+        "distilled + 35,000 unlabelled",
+        "keras.distillation",
+    ]
+    return (list(STUDENTS).index(student), list(BUDGETS).index(budget), order.index(row))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--teacher-only", action="store_true")
+    parser.add_argument("--table", action="store_true")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
+    parser.add_argument("--budgets", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
+    args = parser.parse_args()
+    if args.table:
+        table(json.load(open(os.path.join(RESULTS, JSON))))
+    else:
+        if args.teacher_only or not os.path.exists(TEACHER_FILE):
+            train_teacher()
+        if not args.teacher_only:
+            table(run(args.seeds, args.students, args.budgets))
