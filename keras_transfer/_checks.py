@@ -148,27 +148,65 @@ def require_keras_archive(path, argument):
     return path
 
 
-def require_label_range(y, classes, argument):
+def require_label_range(y, classes, argument, loss=None):
     """Returns `y` if its class indices (or one-hot columns) fit a model with `classes` outputs.
 
     Arrays only (a dataset is checked by the loss at its first step); `classes` None skips.
+    Float labels must be whole numbers; one-hot rows are refused under a sparse `loss`.
     """
     if classes is None or y is None or not isinstance(y, np.ndarray) or y.size == 0:
         return y
-    if y.ndim == 1 and y.dtype.kind in "iu" and (y.min() < 0 or y.max() >= classes):
+    if y.ndim == 1 and y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        fraction = y[np.flatnonzero(y != np.round(y))[0]]
         raise ValueError(
-            f"{argument} holds class indices {y.min()} to {y.max()}, but the model has "
+            f"{argument} must hold class indices; it holds {fraction:g}, not a whole number."
+        )
+    if y.ndim == 1 and y.dtype.kind in "iuf" and (y.min() < 0 or y.max() >= classes):
+        raise ValueError(
+            f"{argument} holds class indices {y.min():g} to {y.max():g}, but the model has "
             f"{classes} outputs (classes 0 to {classes - 1})."
         )
     if y.ndim == 2 and y.shape[1] not in (1, classes):
         raise ValueError(
             f"{argument} has {y.shape[1]} columns (one-hot?) for a model with {classes} outputs."
         )
+    if y.ndim == 2 and y.shape[1] == classes > 1 and _is_sparse(loss):
+        raise ValueError(
+            f"{argument} holds one-hot rows {y.shape}, but the task loss "
+            f"{type(loss).__name__} takes class indices: pass {argument}.argmax(-1), or a "
+            "categorical loss (keras.losses.CategoricalCrossentropy(from_logits=True))."
+        )
     return y
 
 
-def warn_if_unscaled_images(x, argument, model=None):
-    """Warns when images (4-D inputs) range past [0, 1] and `model` does not rescale them itself.
+def require_batched(data, model, argument):
+    """Returns `data` unless it is a tf.data.Dataset of single examples where `model` takes
+    batches (elements one axis short of the model's input)."""
+    import tensorflow as tf
+
+    if not isinstance(data, tf.data.Dataset):
+        return data
+    try:
+        rank = len(model.inputs[0].shape)
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return data
+    first = tf.nest.flatten(data.element_spec)[0]
+    if first.shape.rank is not None and first.shape.rank == rank - 1:
+        raise ValueError(
+            f"{argument} is a tf.data.Dataset of single examples (shaped {tuple(first.shape)}); "
+            f"the model takes batches (rank {rank}): call .batch(batch_size) on it."
+        )
+    return data
+
+
+def _is_sparse(loss):
+    name = getattr(loss, "name", None) or getattr(loss, "__name__", "") or str(loss or "")
+    return "sparse" in str(name).lower()
+
+
+def warn_about_images(x, argument, model=None):
+    """Warns when images (4-D inputs) look channels-first, or range past [0, 1] where `model`
+    does not rescale them itself.
 
     keras-transfer's loaders give images in [0, 1]; 0-255 images fed to a network trained on
     [0, 1] train, distil or calibrate silently wrong (an int8 file calibrated on them agreed
@@ -176,6 +214,14 @@ def warn_if_unscaled_images(x, argument, model=None):
     """
     if not isinstance(x, np.ndarray) or x.ndim != 4 or x.size == 0:
         return
+    if x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3, 4) and x.shape[2] == x.shape[3]:
+        import warnings
+
+        warnings.warn(
+            f"{argument} is shaped {x.shape}: channels first? Keras layers take channels last "
+            f"(n, height, width, channels): np.moveaxis({argument}, 1, -1).",
+            stacklevel=3,
+        )
     if model is not None and any(
         type(layer).__name__ in ("Rescaling", "Normalization") for layer in model.layers[:3]
     ):

@@ -6,7 +6,7 @@ import tensorflow as tf
 from keras_transfer._checks import require_finite
 from keras_transfer._checks import require_labels
 from keras_transfer._checks import require_number
-from keras_transfer._checks import warn_if_unscaled_images
+from keras_transfer._checks import warn_about_images
 
 
 def domain_pairs(source, target, batch_size=32, seed=None, shuffle=True):
@@ -55,7 +55,7 @@ def domain_pairs(source, target, batch_size=32, seed=None, shuffle=True):
         )
     y_source = require_labels(y_source, len(x_source), "source labels")
     for name, x in (("source inputs", x_source), ("target inputs", x_target)):
-        warn_if_unscaled_images(x, name)
+        warn_about_images(x, name)
     require_finite(x_source, "source inputs")
     require_finite(x_target, "target inputs")
     steps = -(-max(len(x_source), len(x_target)) // batch_size)

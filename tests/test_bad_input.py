@@ -501,6 +501,65 @@ CASES = [
         (),
     ),
     (
+        "Distiller.fit: fractional float labels",
+        lambda m, d: _compiled(kt.Distiller(m, keras.models.clone_model(m), alpha=0.5)).fit(
+            X, Y + 0.5, verbose=0
+        ),
+        ValueError,
+        "y must hold class indices; it holds 0.5, not a whole number",
+        (),
+    ),
+    (
+        "Distiller.fit: float labels past the class count",
+        lambda m, d: _compiled(kt.Distiller(m, keras.models.clone_model(m), alpha=0.5)).fit(
+            X, (Y + 9).astype("float32"), verbose=0
+        ),
+        ValueError,
+        "y holds class indices 9 to 12, but the model has 4 outputs",
+        (),
+    ),
+    (
+        "Distiller.fit: one-hot labels under the sparse loss",
+        lambda m, d: _compiled(kt.Distiller(m, keras.models.clone_model(m), alpha=0.5)).fit(
+            X, np.eye(4)[Y], verbose=0
+        ),
+        ValueError,
+        r"y holds one-hot rows \(16, 4\), but the task loss .* takes class indices",
+        (),
+    ),
+    (
+        "Distiller.fit: unbatched dataset",
+        lambda m, d: _compiled(kt.Distiller(m, keras.models.clone_model(m), alpha=0.5)).fit(
+            tf.data.Dataset.from_tensor_slices((X, Y)), verbose=0
+        ),
+        ValueError,
+        r"x is a tf.data.Dataset of single examples .* call .batch\(batch_size\)",
+        (),
+    ),
+    (
+        "fine_tune: one-hot labels under the sparse loss",
+        lambda m, d: kt.fine_tune(_features(m), keras.layers.Dense(4), (X, np.eye(4)[Y])),
+        ValueError,
+        "train_data labels holds one-hot rows",
+        (),
+    ),
+    (
+        "fine_tune: fractional float labels",
+        lambda m, d: kt.fine_tune(_features(m), keras.layers.Dense(4), (X, Y + 0.5)),
+        ValueError,
+        "train_data labels must hold class indices",
+        (),
+    ),
+    (
+        "fine_tune: unbatched dataset",
+        lambda m, d: kt.fine_tune(
+            _features(m), keras.layers.Dense(4), tf.data.Dataset.from_tensor_slices((X, Y))
+        ),
+        ValueError,
+        "train_data is a tf.data.Dataset of single examples",
+        (),
+    ),
+    (
         "fine_tune: labels past the class count",
         lambda m, d: kt.fine_tune(_features(m), keras.layers.Dense(4), (X, Y + 7)),
         ValueError,
@@ -989,3 +1048,7 @@ def test_images_in_0_255_warn_where_the_model_does_not_rescale(model, tmp_path):
         warnings.filterwarnings("error", message=".*holds images")
         kt.export_tflite(rescaling, tmp_path / "r.tflite", "int8", representative_data=bright)
         kt.domain_pairs((X, Y), X, batch_size=8)
+    with pytest.warns(
+        UserWarning, match=r"channels first\? .* np.moveaxis\(source inputs, 1, -1\)"
+    ):
+        kt.domain_pairs((np.moveaxis(X, -1, 1), Y), np.moveaxis(X, -1, 1), batch_size=8)

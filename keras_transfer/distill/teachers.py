@@ -9,9 +9,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer._checks import require_batched
 from keras_transfer._checks import require_keras_archive
 from keras_transfer._checks import require_label_range
-from keras_transfer._checks import warn_if_unscaled_images
+from keras_transfer._checks import warn_about_images
 from keras_transfer.distill.views import CACHE_KEY
 from keras_transfer.distill.views import LABELS_KEY
 from keras_transfer.distill.views import augmented_views
@@ -140,10 +141,11 @@ class CachedTeacherFit:
         Returns:
             The `History`.
         """
-        require_label_range(y, self.output_classes(), "y")
-        warn_if_unscaled_images(x, "x", self.student)
+        require_label_range(y, self.output_classes(), "y", getattr(self, "task_loss", None))
+        require_batched(x, self.student, "x")
+        warn_about_images(x, "x", self.student)
         if unlabelled is not None:
-            warn_if_unscaled_images(unlabelled, "unlabelled", self.student)
+            warn_about_images(unlabelled, "unlabelled", self.student)
             x, y = with_unlabelled(x, y, unlabelled)
         if self.cache_teacher and self.augment is not None:
             return self._fit_on_cached_views(x, y, validation_data, kwargs)

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer._checks import require_finite
-from keras_transfer._checks import warn_if_unscaled_images
+from keras_transfer._checks import warn_about_images
 from keras_transfer._files import check_target
 from keras_transfer._files import replace_path
 from keras_transfer._files import staging_dir
@@ -137,7 +137,7 @@ def export_tflite(
                 "inputs to calibrate activation ranges."
             )
         calibration = _calibration_examples(representative_data, model.inputs[0].shape)
-        warn_if_unscaled_images(calibration, "representative_data", model)
+        warn_about_images(calibration, "representative_data", model)
     path = check_target(path, overwrite, "tflite")
     with staging_dir(path) as staging:
         if quantize_aware:

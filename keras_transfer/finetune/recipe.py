@@ -4,9 +4,10 @@ rate.
 
 import keras
 
+from keras_transfer._checks import require_batched
 from keras_transfer._checks import require_label_range
 from keras_transfer._checks import require_number
-from keras_transfer._checks import warn_if_unscaled_images
+from keras_transfer._checks import warn_about_images
 from keras_transfer._training import ends_in_softmax
 from keras_transfer._training import require_one_machine
 from keras_transfer.finetune.freezing import _weighted
@@ -103,13 +104,13 @@ def fine_tune(
                 f"train_data must be (x, y) or (x, y, sample_weight); got {len(train_data)} items."
             )
         classes = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
-        require_label_range(train_data[1], classes, "train_data labels")
-        warn_if_unscaled_images(train_data[0], "train_data inputs", backbone)
+        require_label_range(train_data[1], classes, "train_data labels", loss)
+        warn_about_images(train_data[0], "train_data inputs", backbone)
         fit_args = dict(x=train_data[0], y=train_data[1], batch_size=batch_size)
         if len(train_data) == 3:
             fit_args["sample_weight"] = train_data[2]
     else:
-        fit_args = dict(x=train_data)
+        fit_args = dict(x=require_batched(train_data, model, "train_data"))
     fit_args.update(
         validation_data=validation_data, verbose=verbose, callbacks=list(callbacks or [])
     )
