@@ -128,18 +128,27 @@ def require_keras_archive(path, argument):
     """Returns `path` if it is a `.keras` zip archive whose config is of a sane size.
 
     Raises:
-        ValueError: naming `argument`: not a zip archive, no config.json, or a config that
-            inflates past `MAX_KERAS_CONFIG_BYTES`.
+        ValueError: naming `argument`: not a zip archive, no config.json, an entry
+            pointing outside the archive, or a config inflating past `MAX_KERAS_CONFIG_BYTES`.
     """
     import zipfile
 
     try:
         with zipfile.ZipFile(path) as archive:
             size = archive.getinfo("config.json").file_size
+            names = archive.namelist()
     except (zipfile.BadZipFile, OSError) as error:
         raise ValueError(f"{argument} {path!r} is not a valid .keras archive: {error}.") from error
     except KeyError:
         raise ValueError(f"{argument} {path!r} is not a .keras archive: no config.json.") from None
+    escaping = [
+        n for n in names if n.startswith(("/", "\\")) or ".." in n.replace("\\", "/").split("/")
+    ]
+    if escaping:
+        raise ValueError(
+            f"{argument} {path!r} holds an entry {escaping[0]!r} that points outside the "
+            "archive; it is not loaded."
+        )
     if size > MAX_KERAS_CONFIG_BYTES:
         raise ValueError(
             f"{argument} {path!r} holds a config of {size / 2**20:.0f} MiB, over the "

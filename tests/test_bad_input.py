@@ -9,6 +9,7 @@ there) afterwards.
 """
 
 import gzip
+import json
 import os
 
 import keras
@@ -104,6 +105,58 @@ def _config_bomb(folder):
     path = os.path.join(folder, "bomb.keras")
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("config.json", b" " * (65 * 2**20))
+    return path
+
+
+def _copied_archive(model, folder, name, change):
+    """`model` saved as `name` in `folder`, its entries passed through `change(name, data)`,
+    which returns the entries to write in their place."""
+    import zipfile
+
+    source = os.path.join(folder, "source.keras")
+    model.save(source)
+    path = os.path.join(folder, name)
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(path, "w") as copy:
+        for entry in original.namelist():
+            for new_name, data in change(entry, original.read(entry)):
+                copy.writestr(new_name, data)
+    os.remove(source)
+    return path
+
+
+def _zip_slip(model, folder):
+    def change(name, data):
+        extra = [("../escaped.txt", b"x")] if name == "config.json" else []
+        return [(name, data)] + extra
+
+    return _copied_archive(model, folder, "slip.keras", change)
+
+
+def _system_call(model, folder):
+    """A Lambda whose function is os.system, told to create a file beside the archive."""
+    inputs = keras.Input((8, 8, 1))
+    lambda_model = keras.Model(inputs, keras.layers.Lambda(keras.ops.abs, name="lam")(inputs))
+
+    def change(name, data):
+        if name == "config.json":
+            config = json.loads(data)
+            for layer in config["config"]["layers"]:
+                if layer["class_name"] == "Lambda":
+                    layer["config"]["function"] = {
+                        "class_name": "function",
+                        "config": "system",
+                        "module": "os",
+                    }
+                    layer["config"]["arguments"] = {"command": f"touch {folder}/pwned"}
+            data = json.dumps(config)
+        return [(name, data)]
+
+    return _copied_archive(lambda_model, folder, "system.keras", change)
+
+
+def _object_arrays(folder):
+    path = os.path.join(folder, "objects.npz")
+    np.savez(path, x=np.array([object(), object()], dtype=object), y=np.zeros(2))
     return path
 
 
@@ -476,6 +529,28 @@ CASES = [
         ValueError,
         "over the 64 MiB",
         ("bomb.keras",),
+    ),
+    # hostile files that are refused today, kept so
+    (
+        "load_backbone: .keras entry pointing outside the archive",
+        lambda m, d: kt.load_backbone(_zip_slip(m, d)),
+        ValueError,
+        "holds an entry '../escaped.txt' that points outside the archive",
+        ("slip.keras",),
+    ),
+    (
+        "load_backbone: .keras config calling os.system",
+        lambda m, d: kt.load_backbone(_system_call(m, d)),
+        (TypeError, ValueError),
+        "could not be deserialized|safe",
+        ("system.keras",),  # and no "pwned" file beside it
+    ),
+    (
+        "load_mnist_m: .npz of object arrays",
+        lambda m, d: kt.load_mnist_m(_object_arrays(d)),
+        ValueError,
+        "[Oo]bject arrays|pickle",
+        ("objects.npz",),
     ),
     (
         "Distiller: unbuilt student",
