@@ -1127,3 +1127,18 @@ def test_images_in_0_255_warn_where_the_model_does_not_rescale(model, tmp_path):
         UserWarning, match=r"channels first\? .* np.moveaxis\(source inputs, 1, -1\)"
     ):
         kt.domain_pairs((np.moveaxis(X, -1, 1), Y), np.moveaxis(X, -1, 1), batch_size=8)
+
+
+def test_compare_warns_when_the_file_is_not_the_models_export(model, tmp_path):
+    path = str(tmp_path / "m.tflite")
+    kt.export_tflite(model, path)
+    x = np.random.default_rng(0).uniform(size=(64, 8, 8, 1)).astype("float32")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*is keras_model the model")
+        assert kt.compare(path, model, x).agreement == 1.0
+    reversed_model = keras.models.clone_model(model)
+    reversed_model.set_weights([-w for w in model.get_weights()])  # argmax becomes argmin
+    with pytest.warns(UserWarning, match=r"agree on the top class of only 0% .* is keras_model"):
+        kt.compare(path, reversed_model, x)

@@ -1,6 +1,7 @@
 """`compare`: how far a `.tflite` file's predictions are from the Keras model's."""
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -31,6 +32,9 @@ class ParityReport:
                 f", accuracy tflite {self.tflite_accuracy:.4f} vs keras {self.keras_accuracy:.4f}"
             )
         return line
+
+
+UNRELATED_AGREEMENT = 0.5  # even int8 files agree with their model on 0.98 or more here
 
 
 def compare(tflite_path, keras_model, data, batch_size=256):
@@ -66,9 +70,17 @@ def compare(tflite_path, keras_model, data, batch_size=256):
         )
     tflite_top1 = np.argmax(tflite_outputs, -1)
     keras_top1 = np.argmax(keras_outputs, -1)
+    agreement = float(np.mean(tflite_top1 == keras_top1))
+    if agreement < UNRELATED_AGREEMENT:
+        warnings.warn(
+            f"The .tflite file and keras_model agree on the top class of only {agreement:.0%} "
+            "of the inputs; an export of a model agrees on nearly all: is keras_model the "
+            "model this file came from?",
+            stacklevel=2,
+        )
     return ParityReport(
         examples=len(x),
-        agreement=float(np.mean(tflite_top1 == keras_top1)),
+        agreement=agreement,
         max_abs_diff=float(np.max(np.abs(tflite_outputs - keras_outputs))),
         tflite_accuracy=None if y is None else float(np.mean(tflite_top1 == y)),
         keras_accuracy=None if y is None else float(np.mean(keras_top1 == y)),
