@@ -137,16 +137,21 @@ def require_one_machine(strategy, call):
 
 
 class MultiWorkerFit:
-    """Mixin: builds the model from one worker's own share of the first batch on several workers.
+    """Mixin: builds the model from one replica's own share of the first batch.
 
-    Keras reduces that batch across workers only to learn its shapes, in a call
-    the collective strategy rejects; the local share has the same shapes. This
+    Keras sums that batch across replicas only to learn its shapes: a call the
+    collective strategy rejects on several workers, and one that fails on
+    shares of unequal size (a global batch of 5 on 2 replicas: AddN of 3 and 2
+    rows). The local share has the shapes the model needs. This
     overrides Keras 3.15's private `_maybe_symbolic_build` (hence the keras<3.16
     pin); steps must return `step_logs(self)`.
     """
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if iterator is not None and worker_count(self.distribute_strategy) > 1:
+        strategy = self.distribute_strategy
+        if iterator is not None and (
+            worker_count(strategy) > 1 or strategy.num_replicas_in_sync > 1
+        ):
             local = self.distribute_strategy.experimental_local_results
             for _, _, batches in iterator:
                 data_batch = keras.tree.map_structure(lambda value: local(value)[0], next(batches))
