@@ -63,6 +63,7 @@ from keras_transfer.finetune import freeze  # noqa: E402
 from keras_transfer.finetune import l2_sp  # noqa: E402
 from keras_transfer.finetune import layerwise_optimizer  # noqa: E402
 from keras_transfer.finetune import refresh_training  # noqa: E402
+from keras_transfer.finetune import resume_lora  # noqa: E402
 from keras_transfer.finetune import unfreeze  # noqa: E402
 from keras_transfer.hub import HubLayer  # noqa: E402
 from keras_transfer.multitask import MultiTaskModel  # noqa: E402

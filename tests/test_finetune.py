@@ -259,6 +259,20 @@ def test_lora_trains_only_the_low_rank_matrices_and_round_trips(digits, tmp_path
     np.testing.assert_allclose(
         restored.predict(x_test, verbose=0), model.predict(x_test, verbose=0), atol=1e-5
     )
+    resumed_fc = restored.get_layer("backbone").get_layer("fc")
+    assert np.abs(resumed_fc.lora_kernel_a.numpy()).max() == 0, "Keras loads both at zero"
+    assert kt.resume_lora(restored, seed=0) == ["fc"]
+    np.testing.assert_allclose(  # the same function, ...
+        restored.predict(x_test, verbose=0), model.predict(x_test, verbose=0), atol=1e-5
+    )
+    restored.compile(
+        keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    merged = resumed_fc.kernel.numpy().copy()
+    history = restored.fit(x, y, epochs=2, batch_size=64, verbose=0).history
+    assert np.abs(resumed_fc.kernel.numpy() - merged).max() > 1e-3, "... and LoRA learns again"
+    assert history["loss"][-1] < history["loss"][0]
+    assert kt.resume_lora(restored) == [], "trained adapters are left as they are"
     with pytest.raises(ValueError, match="does not support LoRA"):
         kt.add_lora(model, rank=2, layers=["bn1"])
     with pytest.raises(ValueError, match="are not in the model"):

@@ -4,7 +4,7 @@
 - gradual.py: `GradualUnfreezing`, a callback that opens the backbone block by block.
 - layerwise.py: `layerwise_optimizer`, lower learning rates nearer the input.
 - l2_sp.py: `l2_sp` and its regularizer `StayNear`, a pull towards the pretrained weights.
-- lora.py: `add_lora`, low-rank adapters.
+- lora.py: `add_lora`, low-rank adapters; `resume_lora` after loading a LoRA model.
 - recipe.py: `fine_tune`, the two-phase recipe.
 """
 
@@ -17,4 +17,5 @@ from keras_transfer.finetune.l2_sp import StayNear  # noqa: F401
 from keras_transfer.finetune.l2_sp import l2_sp  # noqa: F401
 from keras_transfer.finetune.layerwise import layerwise_optimizer  # noqa: F401
 from keras_transfer.finetune.lora import add_lora  # noqa: F401
+from keras_transfer.finetune.lora import resume_lora  # noqa: F401
 from keras_transfer.finetune.recipe import fine_tune  # noqa: F401

@@ -57,3 +57,39 @@ def add_lora(model, rank, layers=None, lora_alpha=None):
     for layer in chosen:
         layer.enable_lora(rank, lora_alpha=lora_alpha)
     return [layer.name for layer in chosen]
+
+
+def resume_lora(model, seed=None):
+    """Makes LoRA layers of a loaded model trainable again; call it before training resumes.
+
+    Keras saves a LoRA layer with the low-rank update merged into its kernel
+    and loads it with both low-rank matrices at zero, where their gradients are
+    zero too: training after `load_model` or `BackupAndRestore` would leave the
+    kernels as they are. This draws the first matrix afresh (he_uniform, as
+    `enable_lora` does) and leaves the second at zero, so the model computes the
+    same function and its adapters learn again from there.
+
+    Args:
+        model: a Keras model, e.g. from `keras.saving.load_model`.
+        seed: optional seed of the draw.
+
+    Returns:
+        The names of the layers whose adapters were drawn afresh (those with
+        both matrices at zero).
+
+    Example:
+    >>> model = keras.saving.load_model("lora_model.keras")  # doctest: +SKIP
+    >>> resume_lora(model)  # doctest: +SKIP
+    ['fc1', 'fc2']
+    """
+    initializer = keras.initializers.HeUniform(seed=seed)
+    resumed = []
+    for layer in leaf_layers(model):
+        if not getattr(layer, "lora_enabled", False):
+            continue
+        first, second = layer.lora_kernel_a, layer.lora_kernel_b
+        if keras.ops.any(first != 0) or keras.ops.any(second != 0):
+            continue
+        first.assign(initializer(first.shape, dtype=first.dtype))
+        resumed.append(layer.name)
+    return resumed
