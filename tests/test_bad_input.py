@@ -326,6 +326,28 @@ CASES = [
         (),
     ),
     (
+        "Distiller: augment changing the input shape",
+        lambda m, d: kt.Distiller(m, m, augment=keras.layers.Resizing(4, 4)),
+        ValueError,
+        r"augment must keep the inputs' shape \(8, 8, 1\); it gives \(4, 4, 1\)",
+        (),
+    ),
+    (
+        "Distiller.fit: teacher_views past memory",
+        lambda m, d: _compiled(
+            kt.Distiller(
+                m,
+                keras.models.clone_model(m),
+                augment=keras.layers.RandomFlip(),
+                cache_teacher=True,
+                teacher_views=10**7,
+            )
+        ).fit(X, Y, verbose=0),
+        ValueError,
+        "teacher_views=10000000 copies of x",
+        (),
+    ),
+    (
         "DistillationSchedule: not a function",
         lambda m, d: kt.DistillationSchedule(0.5),
         TypeError,

@@ -193,3 +193,16 @@ def test_augment_and_mixup_survive_a_keras_file(teacher, digits, tmp_path):  # n
         distiller.predict(x_train[:32], verbose=0),
         atol=1e-6,
     )
+
+
+def test_unlabelled_inputs_take_sample_weights_and_alpha_zero(teacher, digits):  # noqa: F811
+    (x_train, y_train), _ = digits
+    x, y, pool = x_train[:64], y_train[:64], x_train[64:128]
+    weighted = Distiller(teacher, make_student(), alpha=0.5)
+    weighted.compile("adam")
+    history = weighted.fit(x, y, unlabelled=pool, sample_weight=np.ones(64), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    teacher_only = Distiller(teacher, make_student(), alpha=0.0)
+    teacher_only.compile("adam")
+    history = teacher_only.fit(x, unlabelled=pool, epochs=1, batch_size=32, verbose=0)
+    assert set(history.history) == {"loss", "distillation_loss"}

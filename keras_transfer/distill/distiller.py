@@ -4,8 +4,10 @@ Loss = alpha * task loss(y, student) + (1 - alpha) * the sum of the
 distillation strategies + hint_weight * the mean of the hint terms.
 
 What it adds to `keras.distillation.Distiller`, whose strategies it takes:
-teacher outputs cached once for un-augmented array inputs
-(`cache_teacher=True`), teachers that output probabilities or come from a
+one augmented (and mixed) view of each batch for both networks (`augment`,
+`mixup`), teacher outputs cached once per array or per augmented view
+(`cache_teacher=True`), unlabelled inputs beside the labelled
+(`fit(unlabelled=...)`), teachers that output probabilities or come from a
 file, distillation on unlabelled data (`alpha=0`, no `y`), one student
 forward pass per step even with hints and feature strategies, the student's
 regularization losses (`l2_sp`), and losses averaged over the global batch
@@ -258,7 +260,7 @@ class Distiller(CachedTeacherFit, CustomStepModel):
         self.teacher_outputs = teacher_outputs
         self.cache_teacher = bool(cache_teacher)
         self.augment, self.mixup, self.teacher_views = view_settings(
-            augment, mixup, teacher_views, self.cache_teacher
+            augment, mixup, teacher_views, self.cache_teacher, _input_shape(student)
         )
         self._mixup_seed = keras.random.SeedGenerator(0, name="mixup_seed")
         self.teacher.trainable = False
@@ -321,7 +323,7 @@ class Distiller(CachedTeacherFit, CustomStepModel):
 
     def compute_terms(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        labels, teacher, labelled = split_targets(y)
+        labels, teacher, labelled, sample_weight = split_targets(y, sample_weight)
         partner = None
         if training and teacher is None:  # cached outputs come with the views they were made on
             x, partner = training_view(x, self.augment, self.mixup, self._mixup_seed)

@@ -18,6 +18,7 @@ from keras_transfer.distill.views import LABELS_KEY
 from keras_transfer.distill.views import augmented_views
 from keras_transfer.distill.views import view_dataset
 from keras_transfer.distill.views import with_unlabelled
+from keras_transfer.distill.views import with_weights_in_targets
 
 
 def _checksum(arrays):
@@ -147,6 +148,13 @@ class CachedTeacherFit:
         if unlabelled is not None:
             warn_about_images(unlabelled, "unlabelled", self.student)
             x, y = with_unlabelled(x, y, unlabelled)
+            if kwargs.get("sample_weight") is not None:  # the unlabelled weigh 1 in distillation
+                weights = np.asarray(kwargs["sample_weight"], "float32")
+                kwargs["sample_weight"] = np.concatenate(
+                    [weights, np.ones(len(x) - len(weights), "float32")]
+                )
+        if self.cache_teacher or isinstance(y, dict):
+            y = with_weights_in_targets(y, kwargs.pop("sample_weight", None))
         if self.cache_teacher and self.augment is not None:
             return self._fit_on_cached_views(x, y, validation_data, kwargs)
         if self.cache_teacher:
@@ -170,15 +178,12 @@ class CachedTeacherFit:
             )
         kwargs.pop("shuffle", None)  # the views are drawn in a shuffled stream
         batch_size = kwargs.pop("batch_size", None) or 32
-        sample_weight = kwargs.pop("sample_weight", None)
         steps_per_epoch = kwargs.pop("steps_per_epoch", None)
         views = augmented_views(self.augment, x, self.teacher_views)
         labels = y if isinstance(y, dict) else {} if y is None else {LABELS_KEY: y}
         targets = {k: np.concatenate([v] * self.teacher_views) for k, v in labels.items()}
         targets[CACHE_KEY] = tuple(self.teacher_targets(views))
-        if sample_weight is not None:
-            sample_weight = np.concatenate([np.asarray(sample_weight)] * self.teacher_views)
-        data = view_dataset(views, targets, sample_weight, batch_size)
+        data = view_dataset(views, targets, batch_size)
         if validation_data is not None:
             validation_data = _cached_validation(self, validation_data)
         return super().fit(

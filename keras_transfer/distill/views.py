@@ -20,11 +20,22 @@ from keras_transfer._checks import require_number
 CACHE_KEY = "teacher"
 LABELS_KEY = "labels"
 LABELLED_KEY = "labelled"
+WEIGHTS_KEY = "sample_weight"
 
 
-def view_settings(augment, mixup, teacher_views, cache_teacher):
+def view_settings(augment, mixup, teacher_views, cache_teacher, input_shape=None):
     """The checked `(augment, mixup, teacher_views)` of a Distiller."""
     augment = None if augment is None else require_layer(augment, "augment")
+    if augment is not None and input_shape and None not in input_shape:
+        try:
+            shape = tuple(augment.compute_output_shape((1,) + tuple(input_shape)))[1:]
+        except Exception:  # a layer that cannot tell: it is seen at the first step
+            shape = tuple(input_shape)
+        if shape != tuple(input_shape):
+            raise ValueError(
+                f"augment must keep the inputs' shape {tuple(input_shape)}; it gives {shape}. "
+                "Resize before the Distiller, or end augment with a Resizing layer back."
+            )
     mixup = require_number(mixup, "mixup")
     if mixup and cache_teacher:
         raise ValueError(
@@ -107,27 +118,50 @@ def with_unlabelled(x, y, unlabelled):
             f"unlabelled must hold inputs shaped like x's {x.shape[1:]}, got "
             f"{unlabelled.shape[1:]}."
         )
-    if y is None:
-        raise ValueError("fit(unlabelled=...) trains beside labelled data: pass y for x.")
+    x = np.concatenate([x, unlabelled.astype(x.dtype)])
+    if y is None:  # alpha=0: the teacher alone teaches, on both
+        return x, None
     y = np.asarray(y)
     padding = np.zeros((len(unlabelled),) + y.shape[1:], y.dtype)
-    labelled = np.concatenate([np.ones(len(x), "float32"), np.zeros(len(unlabelled), "float32")])
-    return np.concatenate([x, unlabelled.astype(x.dtype)]), {
+    labelled = np.ones(len(x), "float32")
+    labelled[len(x) - len(unlabelled) :] = 0.0
+    return x, {
         LABELS_KEY: np.concatenate([y, padding]),
         LABELLED_KEY: labelled,
     }
 
 
-def split_targets(y):
-    """(labels, cached teacher outputs or None, labelled mask or None) from a step's y."""
-    if isinstance(y, dict) and (CACHE_KEY in y or LABELS_KEY in y):
+def with_weights_in_targets(y, sample_weight):
+    """y as the step's dict of targets, holding `sample_weight` too (Keras would copy weights
+    passed beside a dict y onto each of its entries)."""
+    targets = dict(y) if isinstance(y, dict) else {} if y is None else {LABELS_KEY: y}
+    if sample_weight is not None:
+        targets[WEIGHTS_KEY] = np.asarray(sample_weight, "float32")
+    return targets or None
+
+
+def split_targets(y, sample_weight=None):
+    """(labels, cached teacher outputs or None, labelled mask or None, sample weights) of a
+    step's y."""
+    if isinstance(y, dict) and (CACHE_KEY in y or LABELS_KEY in y or WEIGHTS_KEY in y):
         teacher = y.get(CACHE_KEY)
-        return y.get(LABELS_KEY), None if teacher is None else list(teacher), y.get(LABELLED_KEY)
-    return y, None, None
+        teacher = None if teacher is None else list(teacher)
+        weights = y.get(WEIGHTS_KEY, sample_weight)
+        return y.get(LABELS_KEY), teacher, y.get(LABELLED_KEY), weights
+    return y, None, None, sample_weight
+
+
+MAX_VIEW_BYTES = 8 * 2**30
 
 
 def augmented_views(augment, x, views, batch_size=256):
     """`views` augmented copies of `x`, stacked: (views * len(x), ...)."""
+    if views * x.nbytes > MAX_VIEW_BYTES:
+        raise ValueError(
+            f"teacher_views={views} copies of x ({x.nbytes / 2**20:.0f} MiB) would take "
+            f"{views * x.nbytes / 2**30:.1f} GiB, over {MAX_VIEW_BYTES // 2**30} GiB: use fewer "
+            "views, or cache_teacher=False (the teacher then runs on every augmented batch)."
+        )
     copies = []
     for _ in range(views):
         copies.extend(
@@ -137,11 +171,10 @@ def augmented_views(augment, x, views, batch_size=256):
     return np.concatenate(copies).astype(x.dtype, copy=False)
 
 
-def view_dataset(x, targets, sample_weight, batch_size, seed=None):
-    """A shuffled, endless tf.data stream of (view, targets[, sample_weight]) batches."""
-    parts = (x, targets) if sample_weight is None else (x, targets, sample_weight)
+def view_dataset(x, targets, batch_size, seed=None):
+    """A shuffled, endless tf.data stream of (view, targets) batches."""
     return (
-        tf.data.Dataset.from_tensor_slices(parts)
+        tf.data.Dataset.from_tensor_slices((x, targets))
         .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .batch(batch_size)
