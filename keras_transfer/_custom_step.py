@@ -22,6 +22,15 @@ from keras_transfer._training import per_replica
 from keras_transfer._training import step_logs
 
 
+def _zero_unless(finite, gradient):
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        values = tf.where(finite, gradient.values, tf.zeros_like(gradient.values))
+        return tf.IndexedSlices(values, gradient.indices, gradient.dense_shape)
+    return tf.where(finite, gradient, tf.zeros_like(gradient))
+
+
 class StepTerms(NamedTuple):
     """What `compute_terms` returns for one batch.
 
@@ -139,6 +148,10 @@ class CustomStepModel(MultiWorkerFit, keras.Model):
             loss = self._objective(step)
             scaled = self.optimizer.scale_loss(per_replica(loss))
         gradients = tape.gradient(scaled, variables)
+        # A step whose loss is NaN or inf applies zero gradients: the weights stay finite
+        # (NonFiniteLoss then stops training and names the term).
+        finite = tf.math.is_finite(tf.cast(loss, tf.float32))
+        gradients = [_zero_unless(finite, g) for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, variables))
         return self._log(step, loss)
 

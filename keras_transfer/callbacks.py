@@ -13,6 +13,8 @@ class NonFiniteLoss(keras.callbacks.Callback):
     discrepancy_loss, <task>_loss, ...), so the message says which part of
     the objective broke. The message is printed, kept in `self.message`, and
     raised as a `FloatingPointError` after training stops when `raise_error`.
+    The toolkit's models apply no gradient on a step whose loss is not finite,
+    so the weights stay as they were before it.
 
     Args:
         raise_error: raise once `fit` has stopped instead of only printing.

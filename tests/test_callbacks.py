@@ -1,6 +1,7 @@
 """NonFiniteLoss names the loss term that went NaN, for each kind of model; training stops there."""
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -125,3 +126,17 @@ def test_without_raise_error_it_stops_and_keeps_the_message(digits_data):
     callback = NonFiniteLoss(raise_error=False)
     history = fit(callback)
     assert len(history.history["loss"]) == 1 and "discrepancy_loss = nan" in callback.message
+
+
+def test_a_non_finite_step_applies_no_gradient(digits_data, tmp_path):
+    x, y = digits_data
+    x = x.copy()
+    x[64:96] = float("nan")  # the third batch: loss and gradients NaN
+    teacher, student = small(0), small(1)
+    distiller = kt.Distiller(teacher, student, alpha=0.5)
+    distiller.compile(keras.optimizers.SGD(0.1))
+    callback = NonFiniteLoss(raise_error=False)
+    distiller.fit(x, y, batch_size=32, shuffle=False, verbose=0, callbacks=[callback])
+    assert "nan" in callback.message
+    assert all(np.isfinite(w).all() for w in student.get_weights()), "the NaN step was applied"
+    kt.export_tflite(student, str(tmp_path / "student.tflite"))  # finite weights export
