@@ -408,6 +408,36 @@ CASES = [
         (),
     ),
     (
+        "adabn: target inputs of another shape",
+        lambda m, d: adapt.adabn(_with_batch_norm(), np.zeros((8, 5), "float32")),
+        ValueError,
+        r"x_target holds inputs shaped \(5,\); the model takes \(4,\)",
+        (),
+    ),
+    (
+        "tent: NaN target inputs",
+        lambda m, d: adapt.tent(_with_batch_norm(), np.full((8, 4), np.nan, "float32")),
+        ValueError,
+        "x_target holds NaN or inf values",
+        (),
+    ),
+    (
+        "tent: unbatched target dataset",
+        lambda m, d: adapt.tent(
+            _with_batch_norm(), tf.data.Dataset.from_tensor_slices(np.zeros((8, 4), "float32"))
+        ),
+        ValueError,
+        "x_target is a tf.data.Dataset of single examples",
+        (),
+    ),
+    (
+        "shot: target inputs of another shape",
+        lambda m, d: adapt.shot(_with_batch_norm(), np.zeros((8, 6), "float32"), epochs=1),
+        ValueError,
+        r"x_target holds inputs shaped \(6,\); the model takes \(4,\)",
+        (),
+    ),
+    (
         "adabn: target labels",
         lambda m, d: adapt.adabn(
             _with_batch_norm(),

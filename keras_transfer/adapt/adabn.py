@@ -26,5 +26,5 @@ def adabn(model, x_target, batch_size=256):
     >>> adapted = adabn("source_model.keras", x_target)  # doctest: +SKIP
     >>> adapted.predict(x_target).argmax(-1)  # doctest: +SKIP
     """
-    batches = target_batches(x_target, batch_size)
-    return set_target_statistics(copy_model(model), batches)
+    adapted = copy_model(model)
+    return set_target_statistics(adapted, target_batches(x_target, batch_size, adapted))

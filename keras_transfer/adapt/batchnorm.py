@@ -13,8 +13,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_transfer._checks import require_batched
 from keras_transfer._checks import require_keras_archive
 from keras_transfer._checks import require_number
+from keras_transfer._checks import warn_about_images
 
 
 def load_plain_model(model, argument="model"):
@@ -146,8 +148,9 @@ def batch_moments_probe(model):
     return probe, moments
 
 
-def target_batches(x_target, batch_size, argument="x_target"):
-    """The target inputs as a dataset of batches: an array, or a `tf.data.Dataset` of inputs."""
+def target_batches(x_target, batch_size, model, argument="x_target"):
+    """The target inputs as a dataset of batches: an array, or a `tf.data.Dataset` of inputs,
+    checked against `model`'s input."""
     batch_size = require_number(batch_size, "batch_size", above=True, integer=True)
     if isinstance(x_target, tf.data.Dataset):
         spec = x_target.element_spec
@@ -156,14 +159,33 @@ def target_batches(x_target, batch_size, argument="x_target"):
                 f"{argument} must yield inputs only (no labels: the target is unlabelled); "
                 f"it yields a tuple {spec}."
             )
-        return x_target
+        return require_batched(x_target, model, argument)
     x = np.asarray(x_target)
     if x.dtype == object or x.ndim < 2 or len(x) == 0:
         raise ValueError(
             f"{argument} must be a non-empty array of target inputs (samples first) or a "
             f"tf.data.Dataset of them; got shape {x.shape} and dtype {x.dtype}."
         )
-    return tf.data.Dataset.from_tensor_slices(x.astype("float32")).batch(int(batch_size))
+    return tf.data.Dataset.from_tensor_slices(require_target_inputs(x, model, argument)).batch(
+        int(batch_size)
+    )
+
+
+def require_target_inputs(x, model, argument="x_target"):
+    """`x` as float32 if it is finite and shaped as `model`'s input (warning on 0-255 images)."""
+    x = x.astype("float32")
+    expected = getattr(model, "inputs", None) and tuple(model.inputs[0].shape[1:])
+    if expected and (
+        len(expected) != x.ndim - 1
+        or any(e is not None and e != got for e, got in zip(expected, x.shape[1:]))
+    ):
+        raise ValueError(
+            f"{argument} holds inputs shaped {x.shape[1:]}; the model takes {expected}."
+        )
+    if not np.isfinite(x).all():
+        raise ValueError(f"{argument} holds NaN or inf values; adaptation needs finite inputs.")
+    warn_about_images(x, argument, model)
+    return x
 
 
 def set_target_statistics(model, batches):

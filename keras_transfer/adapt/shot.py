@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras_transfer._checks import require_number
 from keras_transfer._training import ends_in_softmax
 from keras_transfer.adapt.batchnorm import copy_model
+from keras_transfer.adapt.batchnorm import require_target_inputs
 from keras_transfer.adapt.recipe import InverseDecay
 
 
@@ -135,8 +136,8 @@ def shot(
             f"x_target must be an array of at least 2 unlabelled target inputs (samples first); "
             f"got shape {x.shape} and dtype {x.dtype}."
         )
-    x = x.astype("float32")
     adapted = copy_model(model, needs_batch_norm=False)
+    x = require_target_inputs(x, adapted)
     head = classifier_head(adapted)
     features_of = keras.models.clone_model(
         adapted,

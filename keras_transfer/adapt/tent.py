@@ -61,8 +61,8 @@ def tent(model, x_target, epochs=1, batch_size=128, learning_rate=1e-3):
     """
     epochs = require_number(epochs, "epochs", above=True, integer=True)
     learning_rate = require_number(learning_rate, "learning_rate", above=True)
-    batches = target_batches(x_target, batch_size)
     adapted = copy_model(model)
+    batches = target_batches(x_target, batch_size, adapted)
     probe, moments = batch_moments_probe(adapted)
     scales_and_offsets = [
         variable
