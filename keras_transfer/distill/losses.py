@@ -95,7 +95,7 @@ class KLDistillation(WeightedDistillationLoss):
     0.3278
     """
 
-    def __init__(self, temperature=4.0):
+    def __init__(self, temperature=1.0):
         self.temperature = require_number(temperature, "temperature", above=True)
 
     def compute_loss(self, teacher_outputs, student_outputs, sample_weight=None, **kwargs):

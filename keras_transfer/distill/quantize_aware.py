@@ -122,7 +122,7 @@ def distill_quantize_aware(
     student,
     x,
     y=None,
-    temperature=4.0,
+    temperature=1.0,
     alpha=0.1,
     distillation_loss="kl",
     teacher_outputs="logits",
