@@ -253,7 +253,7 @@ def settings_of(row):
     return (float(match.group(1)) if match else 4.0), 0.1
 
 
-def run(seeds, students, budgets):
+def run(seeds, students, budgets, only=None):
     teacher = keras.saving.load_model(TEACHER_FILE, safe_mode=True)
     (x_pool, y_pool), validation, (x_test, y_test) = splits()
     data = labelled_split(x_pool, y_pool)
@@ -269,7 +269,7 @@ def run(seeds, students, budgets):
         for student_name in students:
             for budget in budgets:
                 for row in rows_for(student_name):
-                    if (seed, student_name, budget, row) in done:
+                    if (seed, student_name, budget, row) in done or (only and row not in only):
                         continue
                     student = STUDENTS[student_name](seed)
                     settings = settings_of(row)
@@ -347,6 +347,7 @@ if __name__ == "__main__":
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
     parser.add_argument("--budgets", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
+    parser.add_argument("--rows", nargs="+", default=None, choices=ROWS, help="only these rows")
     args = parser.parse_args()
     if args.table:
         table(json.load(open(os.path.join(RESULTS, JSON))))
@@ -354,4 +355,4 @@ if __name__ == "__main__":
         if args.teacher_only or not os.path.exists(TEACHER_FILE):
             train_teacher()
         if not args.teacher_only:
-            table(run(args.seeds, args.students, args.budgets))
+            table(run(args.seeds, args.students, args.budgets, args.rows))
