@@ -180,7 +180,7 @@ class CachedTeacherFit:
         batch_size = kwargs.pop("batch_size", None) or 32
         steps_per_epoch = kwargs.pop("steps_per_epoch", None)
         views = augmented_views(self.augment, x, self.teacher_views)
-        labels = y if isinstance(y, dict) else {} if y is None else {LABELS_KEY: y}
+        labels = y or {}  # fit has made y the step's dict of targets (or None)
         targets = {k: np.concatenate([v] * self.teacher_views) for k, v in labels.items()}
         targets[CACHE_KEY] = tuple(self.teacher_targets(views))
         data = view_dataset(views, targets, batch_size)
