@@ -20,6 +20,7 @@ _SIGNATURES = {
     "tflite": (4, b"TFL3"),
     "png": (0, b"\x89PNG\r\n\x1a\n"),
     "json": None,
+    "text": None,
     "keras": (0, b"PK\x03\x04"),
     "npy": (0, b"\x93NUMPY"),
     "npz": (0, b"PK\x03\x04"),

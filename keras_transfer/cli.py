@@ -63,6 +63,69 @@ def _demo(args):
     return 0
 
 
+def _train(args):
+    from keras_transfer.demo.progress import StageProgress
+    from keras_transfer.images.run import train_from_folder
+
+    training = {
+        name: getattr(args, name)
+        for name in ("epochs", "batch_size")
+        if getattr(args, name) is not None
+    }
+    if args.no_augment:
+        training["augment"] = False
+    if args.flip:
+        training["flip"] = True
+    progress = None if args.quiet or args.verbose else StageProgress(sys.stdout)
+    run = train_from_folder(
+        args.photos,
+        out=args.out,
+        unlabelled=args.unlabelled,
+        backbone=args.backbone,
+        weights=args.weights,
+        student=args.student,
+        quantization=args.quantize,
+        qat=args.qat,
+        image_size=args.image_size and tuple(args.image_size),
+        on_bad_file="skip" if args.skip_bad_files else "error",
+        seed=args.seed,
+        overwrite=args.overwrite,
+        progress=progress,
+        **training,
+    )
+    report = run.report
+    print()
+    if report["skipped_files"]:
+        print(f"Skipped {len(report['skipped_files'])} bad files (listed in report.json).")
+    for split, value in report["keras_accuracy"].items():
+        print(f"  {split:<10} {report['images'][split]:>6} images  accuracy {value:.4f}")
+    tflite = report.get("tflite")
+    if tflite:
+        print(
+            f"  {tflite['file']} ({args.quantize}, {tflite['size_bytes'] / 1024:.0f} KiB) on "
+            f"{report['evaluated_on']}: accuracy {tflite['accuracy']:.4f}, agrees with the Keras "
+            f"model on {tflite['agreement_with_keras']:.2%}, {tflite['latency_median_ms']:.2f} ms"
+        )
+    print(
+        f"Written to {args.out}{os.sep}: "
+        + ", ".join(sorted(os.path.basename(p) for p in run.files.values()))
+    )
+    return 0
+
+
+def _predict(args):
+    from keras_transfer.images.deploy import predict_images
+
+    labels = None
+    if args.labels:
+        with open(args.labels) as f:
+            labels = [line.strip() for line in f if line.strip()]
+    results = predict_images(args.model, args.images, top_k=args.top_k, labels=labels)
+    for path, top in zip(args.images, results):
+        print(f"{path}: " + ", ".join(f"{name} {score:.3f}" for name, score in top))
+    return 0
+
+
 def _load_npz(path, argument, key="x"):
     import zipfile
 
@@ -235,6 +298,58 @@ def build_parser():
     evaluate.add_argument("--runs", type=int, default=100, help="timed single-example calls")
     evaluate.add_argument("--unsafe", action="store_true", help="see export --unsafe")
     evaluate.set_defaults(run=_evaluate)
+
+    train = commands.add_parser(
+        "train",
+        help="a folder of images (one sub-folder per class) to a .keras model and an int8 .tflite",
+    )
+    train.add_argument("photos", help="folder with one sub-folder of images per class")
+    train.add_argument("--out", required=True, help="output folder (a rerun continues it)")
+    train.add_argument("--unlabelled", help="folder of unlabelled images from where it will run")
+    train.add_argument(
+        "--backbone",
+        help="keras.applications name, .keras file or SavedModel/TF-Hub folder "
+        "(default: a compact CNN trained from scratch, no download)",
+    )
+    train.add_argument("--weights", help="backbone weights: 'imagenet' (downloads) or a file")
+    train.add_argument("--student", help="distil into this network: compact_cnn or a name")
+    train.add_argument(
+        "--quantize",
+        choices=("int8", "float16", "dynamic", "none"),
+        default="int8",
+        help="the .tflite's quantization (default: int8)",
+    )
+    train.add_argument("--qat", action="store_true", help="quantization-aware training (int8)")
+    train.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("HEIGHT", "WIDTH"),
+        help="resize to this (default: the first image's size, at most 224)",
+    )
+    train.add_argument("--epochs", type=int, help="training epochs (default: 30, early stopped)")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--no-augment", action="store_true", help="no random shifts/rotations/zooms")
+    train.add_argument("--flip", action="store_true", help="also random horizontal flips")
+    train.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="leave out unreadable or non-image files (default: stop and name them)",
+    )
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--overwrite", action="store_true", help="restart a run in --out made with other settings"
+    )
+    train.add_argument("--quiet", action="store_true", help="only the summary")
+    train.add_argument("-v", "--verbose", action="store_true", help="TensorFlow's logs too")
+    train.set_defaults(run=_train)
+
+    predict = commands.add_parser("predict", help="top classes of images from a .keras/.tflite")
+    predict.add_argument("model", help="a .keras or .tflite classifier")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--labels", help="labels.txt (default: metadata or labels.txt beside)")
+    predict.set_defaults(run=_predict)
     return parser
 
 

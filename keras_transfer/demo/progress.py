@@ -31,8 +31,15 @@ class StageProgress(keras.callbacks.Callback):
         self.live = self.stream.isatty() if live is None else live
         self._prefix = ""
         self._width = 0
+        self._plan = None
+
+    def plan(self, names):
+        """Numbers stages by their place in `names` from now on, whatever `begin` is told."""
+        self._plan = list(names)
 
     def begin(self, index, count, name):
+        if self._plan is not None and name in self._plan:
+            index, count = self._plan.index(name), len(self._plan)
         self._prefix = f"[{index + 1}/{count}] {name}"
         self._write(self._prefix)
 
@@ -42,14 +49,19 @@ class StageProgress(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._steps = (self.params.get("steps") or 0) * (self.params.get("epochs") or 0)
         self._done = 0
+        self._epoch = 0
         self._start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch + 1
 
     def on_train_batch_end(self, batch, logs=None):
         self._done += 1
         if not self.live or self._done % 5:
             return
         elapsed = time.perf_counter() - self._start
-        text = f"{self._prefix}  step {self._done}"
+        epochs = self.params.get("epochs") or 0
+        text = f"{self._prefix}  epoch {self._epoch}/{epochs}  step {self._done}"
         if self._steps:
             eta = elapsed / self._done * max(self._steps - self._done, 0)
             text += f"/{self._steps}  ETA {eta:.0f} s"
