@@ -72,8 +72,7 @@ def _train(args):
         for name in ("epochs", "batch_size")
         if getattr(args, name) is not None
     }
-    if args.no_augment:
-        training["augment"] = False
+    training["augment"] = args.augment
     if args.flip:
         training["flip"] = True
     progress = None if args.quiet or args.verbose else StageProgress(sys.stdout)
@@ -88,6 +87,7 @@ def _train(args):
         qat=args.qat,
         image_size=args.image_size and tuple(args.image_size),
         on_bad_file="skip" if args.skip_bad_files else "error",
+        test_directory=args.test,
         seed=args.seed,
         overwrite=args.overwrite,
         progress=progress,
@@ -98,7 +98,10 @@ def _train(args):
     if report["skipped_files"]:
         print(f"Skipped {len(report['skipped_files'])} bad files (listed in report.json).")
     for split, value in report["keras_accuracy"].items():
-        print(f"  {split:<10} {report['images'][split]:>6} images  accuracy {value:.4f}")
+        line = f"  {split:<12} {report['images'][split]:>6} images  Keras accuracy {value:.4f}"
+        if split in report.get("tflite_accuracy", {}):
+            line += f"  .tflite {report['tflite_accuracy'][split]:.4f}"
+        print(line)
     tflite = report.get("tflite")
     if tflite:
         print(
@@ -306,6 +309,7 @@ def build_parser():
     train.add_argument("photos", help="folder with one sub-folder of images per class")
     train.add_argument("--out", required=True, help="output folder (a rerun continues it)")
     train.add_argument("--unlabelled", help="folder of unlabelled images from where it will run")
+    train.add_argument("--test", help="another labelled folder (same classes) to report on")
     train.add_argument(
         "--backbone",
         help="keras.applications name, .keras file or SavedModel/TF-Hub folder "
@@ -327,9 +331,14 @@ def build_parser():
         metavar=("HEIGHT", "WIDTH"),
         help="resize to this (default: the first image's size, at most 224)",
     )
-    train.add_argument("--epochs", type=int, help="training epochs (default: 30, early stopped)")
+    train.add_argument("--epochs", type=int, help="training epochs (default: 40)")
     train.add_argument("--batch-size", type=int)
-    train.add_argument("--no-augment", action="store_true", help="no random shifts/rotations/zooms")
+    train.add_argument(
+        "--augment",
+        choices=("shift", "full", "none"),
+        default="shift",
+        help="random shifts (default), + rotations and zooms (full), or none",
+    )
     train.add_argument("--flip", action="store_true", help="also random horizontal flips")
     train.add_argument(
         "--skip-bad-files",

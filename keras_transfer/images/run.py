@@ -70,6 +70,10 @@ def _check_out(out, settings, overwrite):
     return work
 
 
+def _color(folder):
+    return "grayscale" if folder.images.shape[-1] == 1 else "rgb"
+
+
 def _accuracy(scores, labels):
     return float(np.mean(np.argmax(scores, -1) == labels)) if len(labels) else None
 
@@ -102,16 +106,24 @@ def evaluate_run(model, tflite_path, parts, class_names, latency_runs=50):
         )
     }
     if tflite_path is not None:
-        images = test.images.astype("float32")
-        if load_tflite(tflite_path).get_input_details()[0]["shape"][-1] != images.shape[-1]:
-            images = np.repeat(images, 3, axis=-1)  # a grey model exported to take RGB
-        file_scores = tflite_predict(tflite_path, images)
+        rgb = load_tflite(tflite_path).get_input_details()[0]["shape"][-1] == 3
+        file_scores = {}
+        for name in outputs:
+            if name == "train" and name != test_name:
+                continue
+            images = parts[name].images.astype("float32")
+            if rgb and images.shape[-1] == 1:
+                images = np.repeat(images, 3, axis=-1)  # a grey model exported to take RGB
+            file_scores[name] = tflite_predict(tflite_path, images)
+        report["tflite_accuracy"] = {
+            n: _accuracy(scores, parts[n].labels) for n, scores in file_scores.items()
+        }
         latency = benchmark_tflite(tflite_path, runs=latency_runs, warmup=5)
         report["tflite"] = {
             "file": os.path.basename(tflite_path),
-            "accuracy": _accuracy(file_scores, test.labels),
+            "accuracy": report["tflite_accuracy"][test_name],
             "agreement_with_keras": float(
-                np.mean(np.argmax(file_scores, -1) == np.argmax(outputs[test_name], -1))
+                np.mean(np.argmax(file_scores[test_name], -1) == np.argmax(outputs[test_name], -1))
             ),
             "size_bytes": os.path.getsize(tflite_path),
             "latency_median_ms": latency.median_ms,
@@ -123,10 +135,16 @@ def evaluate_run(model, tflite_path, parts, class_names, latency_runs=50):
 def markdown_report(report):
     """The report as Markdown: accuracy per split, the `.tflite`, then per class."""
     lines = [f"# {report.get('title', 'Image classifier')}", ""]
-    lines += ["| split | images | Keras accuracy |", "|---|---:|---:|"]
+    lines += ["| split | images | Keras accuracy | .tflite accuracy |", "|---|---:|---:|---:|"]
     for name, count in report["images"].items():
-        value = report["keras_accuracy"].get(name)
-        lines.append(f"| {name} | {count} | {'' if value is None else f'{value:.4f}'} |")
+        cells = [
+            "" if value is None else f"{value:.4f}"
+            for value in (
+                report["keras_accuracy"].get(name),
+                report.get("tflite_accuracy", {}).get(name),
+            )
+        ]
+        lines.append(f"| {name} | {count} | {cells[0]} | {cells[1]} |")
     if "tflite" in report:
         t = report["tflite"]
         lines += [
@@ -162,6 +180,7 @@ def train_from_folder(
     validation_split=0.1,
     test_split=0.1,
     on_bad_file="error",
+    test_directory=None,
     seed=0,
     overwrite=False,
     progress=None,
@@ -188,6 +207,8 @@ def train_from_folder(
         quantization: of the `.tflite`: "int8", "float16", "dynamic" or "none".
         image_size, color_mode, on_bad_file: as in `read_image_folder`.
         validation_split, test_split: shares of each class held out.
+        test_directory: another labelled folder to report accuracy on (e.g. photos
+            taken where the model will run), with the same class sub-folders.
         seed: the split's and the training's seed.
         overwrite: start again in an `out` that holds a run with other settings.
         progress: a `StageProgress` told where each stage begins and ends.
@@ -220,6 +241,7 @@ def train_from_folder(
         test_split=test_split,
         seed=seed,
         on_bad_file=on_bad_file,
+        test_directory=test_directory and os.path.abspath(test_directory),
         **training,
     )
     work = _check_out(os.fspath(out), settings, overwrite) if out is not None else None
@@ -243,8 +265,23 @@ def train_from_folder(
     parts = split_folder(folder, validation_split, test_split, seed)
     target = None
     if unlabelled is not None:
-        color = "grayscale" if folder.images.shape[-1] == 1 else "rgb"
-        target = read_unlabelled_folder(unlabelled, folder.images.shape[1:3], color, on_bad_file)
+        target = read_unlabelled_folder(
+            unlabelled, folder.images.shape[1:3], _color(folder), on_bad_file
+        )
+    if test_directory is not None:
+        extra = read_image_folder(
+            test_directory,
+            folder.images.shape[1:3],
+            color_mode=_color(folder),
+            on_bad_file=on_bad_file,
+        )
+        if extra.class_names != folder.class_names:
+            raise ValueError(
+                f"test_directory {test_directory!r} has classes {list(extra.class_names)}; "
+                f"the training folder has {list(folder.class_names)}."
+            )
+        name = os.path.basename(os.path.normpath(test_directory))
+        parts[name if name not in parts else f"folder {name}"] = extra
     end("read images")
     model, histories = train_image_classifier(
         parts["train"],
