@@ -25,6 +25,7 @@ from keras_transfer._engine import require_tensorflow_backend  # noqa: E402
 require_tensorflow_backend()
 
 from keras_transfer import adapt  # noqa: E402
+from keras_transfer import images  # noqa: E402
 from keras_transfer.backbones import load_backbone  # noqa: E402
 from keras_transfer.callbacks import NonFiniteLoss  # noqa: E402
 from keras_transfer.datasets import load_digits  # noqa: E402

@@ -19,6 +19,9 @@ import tensorflow as tf
 
 import keras_transfer as kt
 from keras_transfer import adapt
+from keras_transfer import images
+from keras_transfer.export.metadata import add_classifier_metadata
+from keras_transfer.images.run import train_from_folder
 from keras_transfer.multitask import task_batches
 
 
@@ -42,6 +45,21 @@ def _with_batch_norm():
     return keras.Sequential(
         [keras.Input((4,)), keras.layers.BatchNormalization(), keras.layers.Dense(3)]
     )
+
+
+def _photos(folder, classes=("a", "b")):
+    """A folder with one grey PNG per class sub-folder."""
+    root = os.path.join(folder, "photos")
+    for name in classes:
+        os.makedirs(os.path.join(root, name))
+        pixels = tf.constant(np.full((8, 8, 1), 100, np.uint8))
+        tf.io.write_file(os.path.join(root, name, "0.png"), tf.io.encode_png(pixels))
+    return root
+
+
+def _mkdir(folder, name):
+    os.makedirs(os.path.join(folder, name))
+    return os.path.join(folder, name)
 
 
 def _write(folder, name, content):
@@ -1112,6 +1130,101 @@ CASES = [
         FileExistsError,
         "overwrite",
         ("c.png",),
+    ),
+    (
+        "read_image_folder: not a folder",
+        lambda m, d: images.read_image_folder(os.path.join(d, "none")),
+        FileNotFoundError,
+        "directory must be a folder",
+        (),
+    ),
+    (
+        "read_image_folder: color_mode",
+        lambda m, d: images.read_image_folder(d, color_mode="cmyk"),
+        ValueError,
+        "color_mode must be one of",
+        (),
+    ),
+    (
+        "read_image_folder: image_size",
+        lambda m, d: images.read_image_folder(d, image_size=(32,)),
+        ValueError,
+        "image_size must be \\(height, width\\)",
+        (),
+    ),
+    (
+        "read_image_folder: one class",
+        lambda m, d: images.read_image_folder(_photos(d, ("only",))),
+        ValueError,
+        "at least two class sub-folders",
+        ("photos",),
+    ),
+    (
+        "split_folder: shares leave nothing to train on",
+        lambda m, d: images.split_folder(images.ImageFolder(X, Y, ("a",) * 4, ()), 0.5, 0.5),
+        ValueError,
+        "validation_split \\+ test_split must leave images",
+        (),
+    ),
+    (
+        "train_image_classifier: adapter",
+        lambda m, d: images.train_image_classifier((X, Y), adapter="dann"),
+        ValueError,
+        "adapter must be one of",
+        (),
+    ),
+    (
+        "train_image_classifier: no labels",
+        lambda m, d: images.train_image_classifier(X),
+        ValueError,
+        "train must carry labels",
+        (),
+    ),
+    (
+        "train_image_classifier: augment",
+        lambda m, d: images.train_image_classifier((X, Y), augment="rotate"),
+        ValueError,
+        "augment must be one of",
+        (),
+    ),
+    (
+        "train_from_folder: quantization",
+        lambda m, d: train_from_folder(d, quantization="int4"),
+        ValueError,
+        "quantization must be one of",
+        (),
+    ),
+    (
+        "train_from_folder: out holds the user's files",
+        lambda m, d: train_from_folder(
+            _photos(d), out=os.path.dirname(_write(_mkdir(d, "out"), "mine.txt", b"keep"))
+        ),
+        FileExistsError,
+        "not a keras-transfer run",
+        ("out", "photos"),
+    ),
+    (
+        "predict_images: top_k",
+        lambda m, d: images.predict_images(_write(d, "m.tflite", b"x"), [], top_k=0),
+        ValueError,
+        "top_k must be a whole number",
+        ("m.tflite",),
+    ),
+    (
+        "predict_images: missing image",
+        lambda m, d: images.predict_images(
+            _write(d, "m.tflite", b"x"), [os.path.join(d, "cat.jpg")]
+        ),
+        FileNotFoundError,
+        "image file not found",
+        ("m.tflite",),
+    ),
+    (
+        "add_classifier_metadata: not a TFLite file",
+        lambda m, d: add_classifier_metadata(_write(d, "m.tflite", b"not a model"), ["a"]),
+        ValueError,
+        "is not a TFLite model",
+        ("m.tflite",),
     ),
 ]
 

@@ -20,3 +20,5 @@ from keras_transfer.images.networks import build_classifier
 from keras_transfer.images.networks import compact_cnn
 from keras_transfer.images.networks import default_augmentation
 from keras_transfer.images.networks import with_probabilities
+from keras_transfer.images.run import FolderRun
+from keras_transfer.images.run import train_from_folder
