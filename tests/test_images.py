@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -259,3 +260,39 @@ def test_an_out_folder_that_is_not_a_run_is_refused_untouched(tmp_path, digit_fo
     with pytest.raises(FileExistsError, match="not a keras-transfer run"):
         train_from_folder(digit_folder[0], out=str(out), epochs=1)
     assert os.listdir(out) == ["holiday.jpg"] and (out / "holiday.jpg").read_bytes() == b"keep"
+
+
+def test_a_distilled_quantization_aware_student_exports_as_int8(tmp_path, digit_folder):
+    run = train_from_folder(
+        digit_folder[0],
+        out=str(tmp_path / "out"),
+        student="compact_cnn",
+        qat=True,
+        epochs=10,
+        distill_epochs=5,
+        qat_epochs=1,
+    )
+    teacher = keras.saving.load_model(run.files["teacher"])
+    assert run.model.count_params() < teacher.count_params() / 2
+    assert list(run.report["epochs_run"]) == ["train", "distil", "quantization-aware training"]
+    assert (
+        run.report["tflite"]["accuracy"] >= 0.7
+        and run.report["tflite"]["agreement_with_keras"] >= 0.97
+    )
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=run.files["tflite"])
+    kinds = {d["dtype"].__name__ for d in interpreter.get_tensor_details()}
+    assert "int8" in kinds  # integer body, float32 image in and scores out
+    assert read_classifier_metadata(run.files["tflite"]).labels == tuple(CLASSES)
+
+
+def test_folding_the_pixel_scaling_into_the_first_convolution_keeps_the_outputs(rng):
+    from keras_transfer.images import compact_cnn
+    from keras_transfer.images.classifier import pixels_folded
+
+    model = compact_cnn((12, 12, 3), 4)
+    folded = pixels_folded(model)
+    assert "pixels" not in [layer.name for layer in folded.layers]
+    x = rng.uniform(0, 255, (8, 12, 12, 3)).astype("float32")
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)

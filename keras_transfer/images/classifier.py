@@ -302,7 +302,7 @@ def _quantization_aware(model, x, y, epochs, batch_size, stages, histories):
 
     tf_keras = _import_tf_keras()
     stages.begin("quantization-aware training")
-    qat = quantize_aware(with_probabilities(model), calibration_data=x[:500])
+    qat = quantize_aware(with_probabilities(pixels_folded(model)), calibration_data=x[:500])
     qat.compile(
         tf_keras.optimizers.Adam(1e-4),
         tf_keras.losses.SparseCategoricalCrossentropy(),
@@ -314,3 +314,46 @@ def _quantization_aware(model, x, y, epochs, batch_size, stages, histories):
     # A tf_keras QAT model is not a Keras 3 `.keras` file: this stage reruns on resume.
     stages.end("quantization-aware training")
     return qat
+
+
+def pixels_folded(model):
+    """`model` with its "pixels" `Rescaling` folded into the convolution after it.
+
+    tfmot cannot quantize a `Rescaling` layer. With no offset, scaling the pixels
+    by `s` before a convolution equals scaling its kernel by `s` (zero padding stays
+    zero), so the folded model gives the same outputs and still takes [0, 255] pixels.
+    A model without that layer, or where it cannot be folded, is returned as it is.
+
+    Example:
+    >>> folded = pixels_folded(compact_cnn((8, 8, 1), 3))
+    >>> [layer.name for layer in folded.layers[:2]]
+    ['image', 'conv1']
+    """
+    names = [layer.name for layer in model.layers]
+    if "pixels" not in names:
+        return model
+    pixels = model.get_layer("pixels")
+    after = model.layers[names.index("pixels") + 1]
+    if pixels.offset != 0 or type(after).__name__ != "Conv2D" or after.use_bias:
+        return model
+    config = model.get_config()
+    source = pixels._inbound_nodes[0].input_tensors[0]._keras_history[0].name
+    config["layers"] = [layer for layer in config["layers"] if layer["name"] != "pixels"]
+
+    def rewire(node):
+        if isinstance(node, dict):
+            node = {key: rewire(value) for key, value in node.items()}
+            if node.get("keras_history") and node["keras_history"][0] == "pixels":
+                node["keras_history"] = [source, *node["keras_history"][1:]]
+            return node
+        if isinstance(node, (list, tuple)):
+            return [rewire(value) for value in node]
+        return node
+
+    config["layers"] = rewire(config["layers"])
+    folded = model.__class__.from_config(config)
+    for layer in folded.layers:
+        layer.set_weights(model.get_layer(layer.name).get_weights())
+    kernel = after.get_weights()[0] * np.float32(pixels.scale)
+    folded.get_layer(after.name).set_weights([kernel])
+    return folded

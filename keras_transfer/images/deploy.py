@@ -19,7 +19,9 @@ def export_image_classifier(
     The file takes float32 pixels in [0, 255] (metadata: mean 0, std 1), gives
     probabilities (a softmax is added to a logits model) and carries its class
     names. Its tensors stay float32 around the int8 body, as MediaPipe's
-    `ImageClassifier` feeds float or uint8 images, not int8.
+    `ImageClassifier` feeds float or uint8 images, not int8. A grey-image model gets
+    a fixed RGB-to-grey front (`from_rgb`), as MediaPipe reads RGB models only; a
+    quantization-aware grey model keeps its one channel (LiteRT runs it, MediaPipe not).
 
     Args:
         model: a Keras 3 classifier from [0, 255] images to logits (e.g. from

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -61,8 +62,6 @@ def _check_out(out, settings, overwrite):
                 "overwrite=True (--overwrite) to start it again."
             )
         if earlier != settings:
-            import shutil
-
             shutil.rmtree(work)  # our own work folder only; the outputs are replaced one by one
     os.makedirs(work, exist_ok=True)
     with open(recorded, "w") as f:
@@ -338,7 +337,16 @@ def _write_outputs(out, model, work, report, per_class, histories, folder):
         with atomic_file(os.path.join(out, name), overwrite=True, kind=kind) as temporary:
             write(temporary)
         files[name] = os.path.join(out, name)
-    if hasattr(model, "save") and not type(model).__module__.startswith("tf_keras"):
+    teacher = [
+        os.path.join(work, "stages", f"{name}.keras")
+        for name in ("train", "fine-tune", "adapt")
+        if os.path.isfile(os.path.join(work, "stages", f"{name}.keras"))
+    ]
+    if report["settings"].get("student") and teacher:
+        with atomic_file(os.path.join(out, "teacher.keras"), ".keras", True, "keras") as temporary:
+            shutil.copyfile(teacher[-1], temporary)
+        files["teacher"] = os.path.join(out, "teacher.keras")
+    if not type(model).__module__.startswith("tf_keras"):  # a QAT model has only its .tflite
         with atomic_file(os.path.join(out, "model.keras"), ".keras", True, "keras") as temporary:
             model.save(temporary)
         files["model"] = os.path.join(out, "model.keras")
