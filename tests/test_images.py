@@ -296,3 +296,33 @@ def test_folding_the_pixel_scaling_into_the_first_convolution_keeps_the_outputs(
     assert "pixels" not in [layer.name for layer in folded.layers]
     x = rng.uniform(0, 255, (8, 12, 12, 3)).astype("float32")
     np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_a_backbone_from_a_keras_file_is_fine_tuned_in_two_phases(tmp_path, digit_folder, digits):
+    """A tiny backbone pretrained here and saved as `.keras` stands in for downloaded weights."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="b_conv")(inputs)
+    x = keras.layers.Flatten(name="b_flat")(x)
+    backbone = keras.Model(inputs, x, name="tiny_backbone")
+    (x_digits, y_digits), _ = digits
+    pretraining = keras.Sequential([backbone, keras.layers.Dense(10)])
+    pretraining.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pretraining.fit(x_digits[y_digits < 5], y_digits[y_digits < 5], epochs=5, verbose=0)
+    path = str(tmp_path / "tiny_backbone.keras")
+    backbone.save(path)
+    out = str(tmp_path / "out")
+    run = train_from_folder(digit_folder[0], out=out, backbone=path, epochs=3, fine_tune_epochs=2)
+    assert list(run.report["epochs_run"]) == ["train head", "fine-tune"]
+    stages = os.path.join(out, ".keras-transfer", "stages")
+    after_head = keras.saving.load_model(os.path.join(stages, "train_head.keras"))
+    after_tuning = keras.saving.load_model(os.path.join(stages, "fine-tune.keras"))
+    original = backbone.get_layer("b_conv").get_weights()[0]
+
+    def kernel(model):
+        nested = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+        return nested.get_layer("b_conv").get_weights()[0]
+
+    np.testing.assert_array_equal(kernel(after_head), original)  # frozen while the head learns
+    assert not np.allclose(kernel(after_tuning), original)  # then trained
+    assert run.report["keras_accuracy"]["test"] > 0.6  # chance is 0.1

@@ -213,7 +213,7 @@ def train_image_classifier(
             model = head
         tuned = stages.finished("fine-tune")
         if tuned is None:
-            unfreeze(model.get_layer(features.name))
+            unfreeze(model.get_layer(features.name), from_layer=0)
             model = fit("fine-tune", model, learning_rate / 10, fine_tune_epochs)
         else:
             model = tuned

@@ -282,6 +282,7 @@ def train_from_folder(
         name = os.path.basename(os.path.normpath(test_directory))
         parts[name if name not in parts else f"folder {name}"] = extra
     end("read images")
+    started = time.perf_counter()
     model, histories = train_image_classifier(
         parts["train"],
         parts["validation"],
@@ -295,6 +296,7 @@ def train_from_folder(
         progress=progress,
         **training,
     )
+    times["training stages"] = time.perf_counter() - started
     files, tflite_path = {}, None
     if out is not None:
         begin("export")
