@@ -233,7 +233,7 @@ def test_a_killed_train_continues_from_its_last_epoch(tmp_path, digit_folder):
         "--out",
         out,
         "--epochs",
-        "200",
+        "60",
         "--quiet",
     ]
     backup = os.path.join(out, ".keras-transfer", "backup", "train")
