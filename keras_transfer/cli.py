@@ -73,6 +73,8 @@ def _train(args):
         if getattr(args, name) is not None
     }
     training["augment"] = args.augment
+    if args.unlabelled:
+        training["adapter"] = args.adapter
     if args.flip:
         training["flip"] = True
     progress = None if args.quiet or args.verbose else StageProgress(sys.stdout)
@@ -309,6 +311,12 @@ def build_parser():
     train.add_argument("photos", help="folder with one sub-folder of images per class")
     train.add_argument("--out", required=True, help="output folder (a rerun continues it)")
     train.add_argument("--unlabelled", help="folder of unlabelled images from where it will run")
+    train.add_argument(
+        "--adapter",
+        choices=("adabn", "tent", "shot"),
+        default="adabn",
+        help="how --unlabelled adapts the model (default: adabn)",
+    )
     train.add_argument("--test", help="another labelled folder (same classes) to report on")
     train.add_argument(
         "--backbone",
