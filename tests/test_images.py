@@ -326,3 +326,25 @@ def test_a_backbone_from_a_keras_file_is_fine_tuned_in_two_phases(tmp_path, digi
     np.testing.assert_array_equal(kernel(after_head), original)  # frozen while the head learns
     assert not np.allclose(kernel(after_tuning), original)  # then trained
     assert run.report["keras_accuracy"]["test"] > 0.6  # chance is 0.1
+
+
+def test_unlabelled_photos_adapt_the_model_by_adabn(tmp_path, digit_folder, digits):
+    from keras_transfer.datasets import uneven_light
+
+    _, (x_test, _) = digits
+    lit = np.round(uneven_light(x_test[:200], seed=0) * 255).astype(np.uint8)
+    for i, pixels in enumerate(lit):
+        _write_png(str(tmp_path / "street" / f"{i}.png"), pixels)
+    out = str(tmp_path / "out")
+    run = train_from_folder(digit_folder[0], out=out, unlabelled=str(tmp_path / "street"), epochs=3)
+    stages = os.path.join(out, ".keras-transfer", "stages")
+    trained = keras.saving.load_model(os.path.join(stages, "train.keras"))
+    adapted = keras.saving.load_model(os.path.join(stages, "adapt.keras"))
+    for before, after in zip(trained.layers, adapted.layers):
+        names = [w.path for w in before.weights]
+        for name, a, b in zip(names, before.get_weights(), after.get_weights()):
+            if "moving" in name:
+                assert not np.allclose(a, b), name  # the street photos' statistics
+            else:
+                np.testing.assert_array_equal(a, b)  # nothing else moves
+    assert run.files["model"] and keras.saving.load_model(run.files["model"]).count_params()
