@@ -77,7 +77,7 @@ def _train(args):
         training["adapter"] = args.adapter
     if args.flip:
         training["flip"] = True
-    progress = None if args.quiet or args.verbose else StageProgress(sys.stdout)
+    progress = None if args.quiet else StageProgress(sys.stdout)  # -v: TensorFlow's logs too
     run = train_from_folder(
         args.photos,
         out=args.out,
