@@ -301,7 +301,10 @@ def train_from_folder(
     if out is not None:
         begin("export")
         tflite_path = os.path.join(out, "model.tflite")
-        calibration = parts["train"].images[:300].astype("float32")
+        # int8 ranges from the images the model will see: the unlabelled ones when it adapted.
+        calibration = (parts["train"] if target is None else target).images
+        calibration = calibration[np.random.default_rng(seed).permutation(len(calibration))[:300]]
+        calibration = calibration.astype("float32")
         export_image_classifier(
             model, tflite_path, folder.class_names, quantization, calibration, overwrite=True
         )
