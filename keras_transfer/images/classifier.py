@@ -6,6 +6,7 @@ import time
 import keras
 import numpy as np
 
+from keras_transfer._files import atomic_file
 from keras_transfer.images.networks import BUILT_IN
 from keras_transfer.images.networks import build_classifier
 from keras_transfer.images.networks import compact_cnn
@@ -63,9 +64,8 @@ class _Stages:
         """Keeps `model` as the stage's result (None: the stage reruns on resume)."""
         if self.work_dir and model is not None:
             os.makedirs(os.path.dirname(self._file(name)), exist_ok=True)
-            staged = self._file(name) + ".partial.keras"
-            model.save(staged)
-            os.replace(staged, self._file(name))
+            with atomic_file(self._file(name), ".keras", kind="keras") as temporary:
+                model.save(temporary)
         if self.progress is not None:
             self.progress.end(time.perf_counter() - self._start)
 

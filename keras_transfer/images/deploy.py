@@ -175,7 +175,7 @@ def predict_images(model_path, image_paths, top_k=3, labels=None):
     else:
         raise ValueError(f"model_path must be a .keras or .tflite file; got {model_path!r}.")
     color_mode = "grayscale" if shape[-1] == 1 else "rgb"
-    images, _, _, _ = _read_images(image_paths, shape[:2], color_mode, "error", "images")
+    images, _, _ = _read_images(image_paths, shape[:2], color_mode, "error", "images")
     scores = np.asarray(run(images.astype("float32")))
     names = _labels_for(model_path, labels, scores.shape[-1])
     top = np.argsort(-scores, axis=-1)[:, :top_k]

@@ -121,7 +121,7 @@ def _read_images(files, image_size, color_mode, on_bad_file, argument):
         kept.append(index)
     if not images:
         raise ValueError(f"{argument}: no readable image among {len(files)} files.")
-    return np.stack(images), kept, skipped, image_size
+    return np.stack(images), kept, skipped
 
 
 def _color_mode_of(color_mode, files):
@@ -192,7 +192,7 @@ def read_image_folder(directory, image_size=None, color_mode="auto", on_bad_file
             f"found {class_names or 'none'}."
         )
     color_mode = _color_mode_of(color_mode, files)
-    images, kept, bad, _ = _read_images(files, image_size, color_mode, on_bad_file, "directory")
+    images, kept, bad = _read_images(files, image_size, color_mode, on_bad_file, "directory")
     labels = np.asarray(labels, np.int32)[kept]
     empty = [class_names[c] for c in range(len(class_names)) if not np.any(labels == c)]
     if empty:
@@ -228,7 +228,7 @@ def read_unlabelled_folder(directory, image_size, color_mode, on_bad_file="error
     if not files:
         raise ValueError(f"unlabelled folder {directory!r} holds no file.")
     image_size = _image_size_of(image_size, None, "image_size")
-    images, kept, bad, _ = _read_images(files, image_size, color_mode, on_bad_file, "unlabelled")
+    images, kept, bad = _read_images(files, image_size, color_mode, on_bad_file, "unlabelled")
     return ImageFolder(images, None, (), tuple(files[i] for i in kept), tuple(bad))
 
 

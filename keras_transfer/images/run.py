@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from keras_transfer._files import atomic_file
 from keras_transfer.images.classifier import stage_names
 from keras_transfer.images.classifier import train_image_classifier
 from keras_transfer.images.folders import read_image_folder
@@ -64,9 +65,14 @@ def _check_out(out, settings, overwrite):
         if earlier != settings:
             shutil.rmtree(work)  # our own work folder only; the outputs are replaced one by one
     os.makedirs(work, exist_ok=True)
-    with open(recorded, "w") as f:
-        json.dump(settings, f, indent=1, sort_keys=True)
+    _write_text(recorded, json.dumps(settings, indent=1, sort_keys=True), "json")
     return work
+
+
+def _write_text(path, text, kind="text"):
+    """`text` into `path`, through a temporary file renamed into place."""
+    with atomic_file(path, kind=kind) as temporary, open(temporary, "w") as f:
+        f.write(text)
 
 
 def _color(folder):
@@ -329,18 +335,16 @@ def train_from_folder(
 
 
 def _write_outputs(out, model, work, report, per_class, histories, folder):
-    from keras_transfer._files import atomic_file
     from keras_transfer.evaluation import plot_confusion_matrix
     from keras_transfer.evaluation import plot_history
 
     files = {}
-    for name, kind, write in (
-        ("labels.txt", "text", lambda p: open(p, "w").write("\n".join(folder.class_names) + "\n")),
-        ("report.json", "json", lambda p: json.dump(report, open(p, "w"), indent=1)),
-        ("report.md", "text", lambda p: open(p, "w").write(markdown_report(report))),
+    for name, kind, text in (
+        ("labels.txt", "text", "\n".join(folder.class_names) + "\n"),
+        ("report.json", "json", json.dumps(report, indent=1)),
+        ("report.md", "text", markdown_report(report)),
     ):
-        with atomic_file(os.path.join(out, name), overwrite=True, kind=kind) as temporary:
-            write(temporary)
+        _write_text(os.path.join(out, name), text, kind)
         files[name] = os.path.join(out, name)
     teacher = [
         os.path.join(work, "stages", f"{name}.keras")
