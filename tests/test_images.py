@@ -85,6 +85,7 @@ def test_colour_jpegs_resize_and_unlabelled_folders_read(tmp_path):
         _write_png(str(tmp_path / "street" / "day" / f"{i}.png"), x[100 + i])
     folder = read_image_folder(tmp_path / "photos", image_size=(16, 24))
     assert folder.images.shape == (6, 16, 24, 3) and folder.class_names == ("even", "odd")
+    assert read_unlabelled_folder(tmp_path / "street", None, "rgb").images.shape == (6, 32, 32, 3)
     street = read_unlabelled_folder(tmp_path / "street", (16, 24), "rgb")
     assert street.labels is None and street.images.shape == (6, 16, 24, 3)
     expected = tf.image.resize(x[100:106], (16, 24)).numpy()

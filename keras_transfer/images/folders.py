@@ -211,7 +211,8 @@ def read_unlabelled_folder(directory, image_size, color_mode, on_bad_file="error
 
     Args:
         directory: a folder of images, e.g. photos from where the model will run.
-        image_size: `(height, width)` to resize to (that of the labelled images).
+        image_size: `(height, width)` to resize to (that of the labelled images); None:
+            the first image's size, as in `read_image_folder`.
         color_mode: "rgb" or "grayscale".
         on_bad_file: "error" or "skip", as in `read_image_folder`.
 
@@ -227,7 +228,8 @@ def read_unlabelled_folder(directory, image_size, color_mode, on_bad_file="error
     files = _files_under(directory)
     if not files:
         raise ValueError(f"unlabelled folder {directory!r} holds no file.")
-    image_size = _image_size_of(image_size, None, "image_size")
+    if image_size is not None:
+        image_size = _image_size_of(image_size, None, "image_size")
     images, kept, bad = _read_images(files, image_size, color_mode, on_bad_file, "unlabelled")
     return ImageFolder(images, None, (), tuple(files[i] for i in kept), tuple(bad))
 
