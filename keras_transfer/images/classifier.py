@@ -73,7 +73,8 @@ class _Stages:
         callbacks = [] if self.progress is None else [self.progress]
         if self.work_dir:
             backup = os.path.join(self.work_dir, "backup", name.replace(" ", "_"))
-            callbacks.append(keras.callbacks.BackupAndRestore(backup))
+            # Two copies: a kill while the weights are written falls back to the previous ones.
+            callbacks.append(keras.callbacks.BackupAndRestore(backup, double_checkpoint=True))
         return callbacks
 
 
